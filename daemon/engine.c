@@ -1,0 +1,641 @@
+/* Records → windows → detector jobs → decision → store. */
+#include "engine.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "centroid.h"
+#include "conf.h"
+#include "correct.h"
+#include "log.h"
+#include "mmd.h"
+#include "stats.h"
+#include "store.h"
+#include "window.h"
+#include "workers.h"
+
+/* A time-only window never holds more than this many reference sizes, so
+ * a burst cannot grow it without bound; it then closes by count. */
+#define WINDOW_MAX_REFERENCES 4
+
+struct eng_model {
+	char *name;			/* own copy: outlives a reload */
+	const struct conf_model *cfg;	/* in the engine's current conf */
+	struct eng *eng;
+	struct win_model *win;
+	struct event *tick;		/* window.interval */
+	unsigned evals_in_flight;
+	bool removed;			/* freed when evals_in_flight hits 0 */
+	uint64_t records, windows;
+};
+
+/* Everything a job needs, copied so that a reload cannot pull it away. */
+struct det_params {
+	unsigned detectors;
+	struct mmd_params mmd;
+};
+
+struct eng_job {
+	struct wq_job wq;
+	struct eval *eval;
+	struct win_closed *win;
+	struct det_params dp;
+	int mmd_rc, cen_rc;
+	struct mmd_result mmd;
+	struct cen_result cen;
+	uint64_t run_us;
+};
+
+/* The windows of one model closed at the same moment: corrected together. */
+struct eval {
+	struct eng_model *model;
+	double alpha, effect_floor, centroid_threshold;
+	enum corr_method correction;
+	size_t n, pending;
+	struct eng_job *jobs[];
+};
+
+struct eng {
+	struct event_base *base;
+	struct wq *wq;
+	struct store *store;
+	const struct conf *conf;
+	struct eng_model **models;
+	size_t n_models;
+	struct eng_model **draining;	/* removed, waiting for their jobs */
+	size_t n_draining;
+	size_t evals_in_flight;
+};
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static enum corr_method corr_of(enum conf_correction c)
+{
+	return c == CONF_CORR_BONFERRONI ? CORR_BONFERRONI :
+	       c == CONF_CORR_NONE	 ? CORR_NONE :
+					   CORR_BH;
+}
+
+/* ---- jobs on workers ---- */
+
+static void job_run(struct wq_job *w)
+{
+	struct eng_job *j = (struct eng_job *)w;
+	const struct win_closed *c = j->win;
+	uint64_t t0 = mono_us();
+
+	j->mmd_rc = j->cen_rc = -ENOENT;
+	if (j->dp.detectors & CONF_DET_MMD)
+		j->mmd_rc = mmd_test(c->ref->data, c->ref->n, c->data, c->n,
+				     c->dim, &j->dp.mmd, &j->mmd);
+	if (j->dp.detectors & CONF_DET_CENTROID)
+		j->cen_rc = cen_shift(c->ref->data, c->ref->n, c->data, c->n,
+				      c->dim, &j->cen);
+	j->run_us = mono_us() - t0;
+}
+
+static void job_free(struct eng_job *j)
+{
+	win_closed_free(j->win);
+	free(j);
+}
+
+/* ---- decision and store ---- */
+
+#define MAX_TESTS 3
+
+static size_t build_tests(const struct eval *ev, const struct eng_job *j,
+			  double mmd_threshold, struct store_test *t)
+{
+	size_t n = 0;
+
+	if (j->mmd_rc == 0) {
+		t[n] = (struct store_test){
+			.test = "mmd",
+			.statistic = j->mmd.statistic,
+			.p_value = j->mmd.p_value,
+			.threshold = mmd_threshold,
+			.effect = j->mmd.statistic,
+			.bandwidth = j->mmd.bandwidth,
+			.permutations = j->mmd.permutations,
+		};
+		t[n].drifted = j->mmd.p_value <= mmd_threshold &&
+			       j->mmd.statistic >= ev->effect_floor;
+		n++;
+	}
+	if (j->cen_rc == 0) {
+		t[n++] = (struct store_test){
+			.test = "centroid_cosine",
+			.statistic = j->cen.cosine,
+			.p_value = NAN,
+			.threshold = ev->centroid_threshold,
+			.drifted = j->cen.cosine > ev->centroid_threshold,
+			.effect = j->cen.cosine,
+			.bandwidth = NAN,
+		};
+		t[n++] = (struct store_test){
+			.test = "centroid_euclidean",
+			.statistic = j->cen.euclidean,
+			.p_value = NAN,
+			.threshold = NAN,
+			.effect = j->cen.euclidean,
+			.bandwidth = NAN,
+		};
+	}
+	return n;
+}
+
+static double eval_mmd_threshold(const struct eval *ev)
+{
+	double *p = malloc(ev->n * sizeof(double)), thr = ev->alpha / ev->n;
+	size_t i;
+
+	if (!p)
+		return thr;	/* Bonferroni is never more liberal than BH */
+	for (i = 0; i < ev->n; i++)
+		p[i] = ev->jobs[i]->mmd_rc == 0 ? ev->jobs[i]->mmd.p_value : NAN;
+	if (corr_threshold(ev->correction, p, ev->n, ev->alpha, &thr) < 0)
+		thr = ev->alpha / ev->n;
+	free(p);
+	return thr;
+}
+
+static void put_reference(struct eng *e, const char *model,
+			  const struct win_closed *c)
+{
+	enum conf_persist mode = e->conf->persist_reference;
+	struct store_reference r = {
+		.model = model,
+		.slice = c->slice,
+		.id = c->ref->id,
+		.n = c->ref->n,
+		.dim = c->ref->dim,
+		.data = mode == CONF_PERSIST_RAW ? c->ref->data : NULL,
+		.persist = mode == CONF_PERSIST_RAW ? STORE_PERSIST_RAW :
+			   mode == CONF_PERSIST_PROJECTED ?
+							  STORE_PERSIST_PROJECTED :
+							  STORE_PERSIST_NONE,
+	};
+
+	if (store_put_reference(e->store, &r) < 0)
+		log_err("model %s slice %s: reference set %lld not queued for "
+			"the database (queue full)",
+			model, c->slice, (long long)c->ref->id);
+}
+
+static void log_window(const char *model, const struct win_closed *c,
+		       const struct store_test *t, size_t n)
+{
+	char line[512];
+	size_t pos = 0, i;
+	bool drifted = false;
+
+	for (i = 0; i < n; i++) {
+		drifted |= t[i].drifted;
+		pos += (size_t)snprintf(line + pos, sizeof(line) - pos,
+					" %s=%.4g%s", t[i].test, t[i].statistic,
+					t[i].drifted ? "(drift)" : "");
+		if (pos >= sizeof(line))
+			break;
+	}
+	if (drifted)
+		st.windows_drifted++;
+	log_msg(drifted ? LOG_LVL_NOTICE : LOG_LVL_INFO,
+		"model %s slice %s window %lld n=%u: %s%s", model, c->slice,
+		(long long)c->window_id, c->n,
+		drifted ? "DRIFT" : "no drift", line);
+}
+
+static void write_window(struct eng *e, const struct eval *ev,
+			 const struct eng_job *j, double mmd_threshold)
+{
+	const char *model = ev->model->name;
+	const struct win_closed *c = j->win;
+	struct store_test t[MAX_TESTS];
+	size_t n = build_tests(ev, j, mmd_threshold, t);
+	struct store_window w = {
+		.model = model,
+		.slice = c->slice,
+		.window_id = c->window_id,
+		.start_us = c->start_us,
+		.end_us = c->end_us,
+		.n = c->n,
+		.reference_set_id = c->ref->id,
+		.seed = j->dp.mmd.seed,
+		.tests = t,
+		.n_tests = n,
+	};
+
+	if (n == 0) {
+		st.windows_failed++;
+		log_err("model %s slice %s window %lld: no detector ran "
+			"(mmd: %s)", model, c->slice, (long long)c->window_id,
+			strerror(-j->mmd_rc));
+		return;
+	}
+	log_window(model, c, t, n);
+	if (c->ref_new)
+		put_reference(e, model, c);
+	if (store_put_window(e->store, &w) < 0) {
+		st.windows_dropped++;
+		log_err("model %s slice %s window %lld: database queue full, "
+			"result dropped", model, c->slice,
+			(long long)c->window_id);
+		return;
+	}
+	st.windows_written++;
+}
+
+static void model_release(struct eng_model *m);
+
+static void eval_finish(struct eval *ev)
+{
+	struct eng_model *m = ev->model;
+	struct eng *e = m->eng;
+	double thr = eval_mmd_threshold(ev);
+	size_t i;
+
+	for (i = 0; i < ev->n; i++) {
+		if (ev->jobs[i]->wq.status == 0)
+			write_window(e, ev, ev->jobs[i], thr);
+		job_free(ev->jobs[i]);
+	}
+	free(ev);
+	e->evals_in_flight--;
+	m->evals_in_flight--;
+	if (m->removed && m->evals_in_flight == 0)
+		model_release(m);
+}
+
+static void job_done(struct wq_job *w)
+{
+	struct eng_job *j = (struct eng_job *)w;
+
+	st.detector_us_total += j->run_us;
+	if (--j->eval->pending == 0)
+		eval_finish(j->eval);
+}
+
+static struct det_params det_params_of(const struct conf_model *cfg,
+				       const struct win_closed *c)
+{
+	struct det_params dp = {
+		.detectors = cfg->detectors,
+		.mmd = {
+			.permutations = cfg->mmd_permutations,
+			/* Distinct, reproducible streams per window. */
+			.seed = cfg->seed ^ ((uint64_t)c->window_id << 20) ^
+				(uint64_t)c->ref->id,
+			.bandwidth_max_points = cfg->mmd_bandwidth_points,
+		},
+	};
+	return dp;
+}
+
+static void submit_eval(struct eng_model *m, struct win_closed *list)
+{
+	const struct conf_model *cfg = m->cfg;
+	struct win_closed *c;
+	struct eval *ev;
+	size_t n = 0, i = 0;
+
+	for (c = list; c; c = c->next)
+		n++;
+	if (n == 0)
+		return;
+	ev = calloc(1, sizeof(*ev) + n * sizeof(ev->jobs[0]));
+	for (c = list; ev && c; c = c->next, i++)
+		if (!(ev->jobs[i] = calloc(1, sizeof(struct eng_job))))
+			break;
+	if (!ev || i < n) {
+		log_err("model %s: out of memory, %zu windows lost",
+			cfg->name, n);
+		st.windows_failed += n;
+		for (size_t k = 0; ev && k < i; k++)
+			free(ev->jobs[k]);
+		free(ev);
+		while ((c = list)) {
+			list = c->next;
+			win_closed_free(c);
+		}
+		return;
+	}
+	ev->model = m;
+	ev->alpha = cfg->alpha;
+	ev->effect_floor = cfg->effect_floor;
+	ev->centroid_threshold = cfg->centroid_threshold;
+	ev->correction = corr_of(cfg->correction);
+	ev->n = ev->pending = n;
+	m->evals_in_flight++;
+	m->eng->evals_in_flight++;
+	for (i = 0, c = list; c; i++) {
+		struct eng_job *j = ev->jobs[i];
+		struct win_closed *next = c->next;
+
+		c->next = NULL;
+		j->eval = ev;
+		j->win = c;
+		j->dp = det_params_of(cfg, c);
+		j->wq.run = job_run;
+		j->wq.done = job_done;
+		st.windows_closed++;
+		m->windows++;
+		wq_submit(m->eng->wq, &j->wq, 0);
+		c = next;
+	}
+}
+
+/* ---- models ---- */
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct eng_model *m = arg;
+	struct win_closed *closed = NULL;
+
+	if (win_close_due(m->win, &closed))
+		submit_eval(m, closed);
+}
+
+static struct win_params win_params_of(const struct conf_model *cfg)
+{
+	unsigned cap = cfg->window_size;
+
+	if (!cap)
+		cap = cfg->reference_size * WINDOW_MAX_REFERENCES;
+	return (struct win_params){
+		.dim = cfg->dim,
+		.reference_size = cfg->reference_size,
+		.window_size = cfg->window_size,
+		.window_max = cap,
+		.window_min = cfg->window_min_size,
+		.max_slices = cfg->max_slices,
+		.slice_by = (const char *const *)cfg->slice_by,
+		.n_slice_by = cfg->n_slice_by,
+		.seed = cfg->seed,
+	};
+}
+
+static struct eng_model *model_new(struct eng *e, const struct conf_model *cfg)
+{
+	struct eng_model *m = calloc(1, sizeof(*m));
+	struct win_params wp = win_params_of(cfg);
+
+	if (!m)
+		return NULL;
+	m->cfg = cfg;
+	m->eng = e;
+	m->name = strdup(cfg->name);
+	m->win = win_model_new(&wp);
+	if (!m->name || !m->win)
+		goto fail;
+	if (cfg->window_interval_us) {
+		struct timeval tv = {
+			.tv_sec = (time_t)(cfg->window_interval_us / 1000000u),
+			.tv_usec = (suseconds_t)(cfg->window_interval_us % 1000000u),
+		};
+
+		m->tick = event_new(e->base, -1, EV_PERSIST, on_tick, m);
+		if (!m->tick || event_add(m->tick, &tv) < 0)
+			goto fail;
+	}
+	return m;
+fail:
+	model_release(m);
+	return NULL;
+}
+
+static void model_release(struct eng_model *m)
+{
+	struct eng *e = m->eng;
+	size_t i;
+
+	for (i = 0; i < e->n_draining; i++)
+		if (e->draining[i] == m)
+			e->draining[i] = e->draining[--e->n_draining];
+	if (m->tick)
+		event_free(m->tick);
+	win_model_free(m->win);
+	free(m->name);
+	free(m);
+}
+
+/* Stops a model; it is freed once its evaluations are back. */
+static void model_retire(struct eng *e, struct eng_model *m)
+{
+	struct eng_model **grown;
+
+	if (m->tick)
+		event_del(m->tick);
+	if (m->evals_in_flight == 0) {
+		model_release(m);
+		return;
+	}
+	m->removed = true;
+	grown = realloc(e->draining, (e->n_draining + 1) * sizeof(*grown));
+	if (grown) {
+		e->draining = grown;
+		e->draining[e->n_draining++] = m;
+	}
+	/* Without room in the list the model is still freed by eval_finish;
+	 * the list only serves eng_free. */
+}
+
+static struct eng_model *model_find(const struct eng *e, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < e->n_models; i++)
+		if (!strcmp(e->models[i]->name, name))
+			return e->models[i];
+	return NULL;
+}
+
+struct eng *eng_new(struct event_base *base, struct wq *wq,
+		    struct store *store, const struct conf *c)
+{
+	struct eng *e = calloc(1, sizeof(*e));
+
+	if (!e)
+		return NULL;
+	e->base = base;
+	e->wq = wq;
+	e->store = store;
+	if (eng_reconfigure(e, c) < 0) {
+		free(e);
+		return NULL;
+	}
+	return e;
+}
+
+static bool same_shape(const struct conf_model *a, const struct conf_model *b)
+{
+	size_t i;
+
+	if (a->dim != b->dim || a->reference_size != b->reference_size ||
+	    a->window_size != b->window_size ||
+	    a->window_interval_us != b->window_interval_us ||
+	    a->window_min_size != b->window_min_size ||
+	    a->max_slices != b->max_slices || a->seed != b->seed ||
+	    a->n_slice_by != b->n_slice_by)
+		return false;
+	for (i = 0; i < a->n_slice_by; i++)
+		if (strcmp(a->slice_by[i], b->slice_by[i]))
+			return false;
+	return true;
+}
+
+int eng_reconfigure(struct eng *e, const struct conf *c)
+{
+	struct eng_model **next = calloc(c->n_models, sizeof(*next)), *old;
+	size_t i, j;
+
+	if (!next)
+		return -ENOMEM;
+	for (i = 0; i < c->n_models; i++) {
+		old = model_find(e, c->models[i].name);
+		if (old && same_shape(old->cfg, &c->models[i])) {
+			next[i] = old;
+			continue;
+		}
+		if (!(next[i] = model_new(e, &c->models[i]))) {
+			for (j = 0; j < i; j++)
+				if (next[j] != model_find(e, next[j]->name))
+					model_release(next[j]);
+			free(next);
+			return -ENOMEM;
+		}
+		if (old)
+			log_warning("model %s: shape changed (dim, slices, "
+				    "reference or window sizes): its reference "
+				    "and windows start over",
+				    c->models[i].name);
+	}
+	for (i = 0; i < e->n_models; i++) {
+		for (j = 0; j < c->n_models && next[j] != e->models[i]; j++)
+			;
+		if (j == c->n_models)
+			model_retire(e, e->models[i]);
+	}
+	/* Survivors point at the new config from now on. */
+	for (i = 0; i < c->n_models; i++)
+		next[i]->cfg = &c->models[i];
+	free(e->models);
+	e->models = next;
+	e->n_models = c->n_models;
+	e->conf = c;
+	return 0;
+}
+
+enum rec_err eng_ingest(struct eng *e, const struct record *r, int64_t now_us,
+			char *msg, size_t msglen)
+{
+	struct eng_model *m = model_find(e, r->model);
+	struct win_closed *closed = NULL;
+	enum rec_err err;
+
+	if (!m) {
+		snprintf(msg, msglen, "unknown model \"%.64s\"", r->model);
+		return REC_ERR_UNKNOWN_MODEL;
+	}
+	if (!r->embedding) {
+		snprintf(msg, msglen,
+			 "record has no embedding (labels sent on their own "
+			 "are not joined yet)");
+		return r->has_label ? REC_ERR_UNSUPPORTED :
+				      REC_ERR_MISSING_EMBEDDING;
+	}
+	if (r->dim != m->cfg->dim) {
+		snprintf(msg, msglen,
+			 "embedding has %u values, model %s expects %u",
+			 r->dim, m->cfg->name, m->cfg->dim);
+		return REC_ERR_WRONG_DIM;
+	}
+	err = win_add(m->win, r, r->ts_us ? r->ts_us : now_us, &closed);
+	if (closed)
+		submit_eval(m, closed);
+	switch (err) {
+	case REC_OK:
+		m->records++;
+		break;
+	case REC_ERR_TOO_MANY_SLICES:
+		snprintf(msg, msglen, "model %s already tracks %u slices "
+			 "(max_slices)", m->cfg->name, m->cfg->max_slices);
+		break;
+	case REC_ERR_REFERENCE_FROZEN:
+		snprintf(msg, msglen, "the reference of this slice is in use "
+			 "and no longer takes reference records");
+		break;
+	case REC_ERR_BAD_FIELD:
+		snprintf(msg, msglen, "slice labels too long for a slice key "
+			 "(max %d bytes)", WIN_SLICE_KEY_MAX - 1);
+		break;
+	default:
+		snprintf(msg, msglen, "out of memory for the sample buffers");
+		break;
+	}
+	return err;
+}
+
+void eng_resume(struct eng *e, const char *model, const char *slice,
+		int64_t max_id)
+{
+	struct eng_model *m = model_find(e, model);
+
+	if (m)
+		win_resume(m->win, slice, max_id);
+}
+
+size_t eng_in_flight(const struct eng *e)
+{
+	return e->evals_in_flight;
+}
+
+void eng_foreach_model(const struct eng *e,
+		       void (*fn)(void *arg, const struct eng_model_info *mi),
+		       void *arg)
+{
+	size_t i;
+
+	for (i = 0; i < e->n_models; i++) {
+		const struct eng_model *m = e->models[i];
+		struct eng_model_info mi = {
+			.name = m->name,
+			.dim = m->cfg->dim,
+			.slices = win_slice_count(m->win),
+			.sample_bytes = win_memory(m->win),
+			.records = m->records,
+			.windows = m->windows,
+		};
+
+		fn(arg, &mi);
+	}
+}
+
+void eng_free(struct eng *e)
+{
+	size_t i;
+
+	if (!e)
+		return;
+	/* The caller freed the workers first, so every evaluation has come
+	 * back and released its model. */
+	for (i = 0; i < e->n_models; i++)
+		model_release(e->models[i]);
+	while (e->n_draining)
+		model_release(e->draining[0]);
+	free(e->draining);
+	free(e->models);
+	free(e);
+}
