@@ -128,6 +128,27 @@ class Lifecycle(unittest.TestCase):
         # window ids carry on after the last one written.
         self.assertEqual([r[0] for r in rows], ["1", "2", "3"])
 
+    def test_time_windows(self):
+        """window.interval closes windows by time; one below window.min_size
+        stays open until it has enough records."""
+        d = self.daemon(model_section("t", DIM, reference=30, window=0,
+                                      interval="1s", permutations=99,
+                                      extra="window.min_size = 20\n"))
+        d.start()
+        rng = np.random.default_rng(4)
+        d.send_lines(batch(rng, 30 + 25, model="t"))
+        rows = d.wait_rows("SELECT window_id, n FROM driftd.windows "
+                           "WHERE model = 't'", 1, timeout=10)
+        self.assertEqual(rows, [["1", "25"]])
+        d.send_lines(batch(rng, 5, model="t"))
+        time.sleep(2.5)
+        self.assertEqual(len(self.env.pg.psql(
+            "SELECT 1 FROM driftd.windows WHERE model = 't'")), 1)
+        d.send_lines(batch(rng, 20, model="t"))
+        rows = d.wait_rows("SELECT window_id, n FROM driftd.windows "
+                           "WHERE model = 't' ORDER BY 1", 2, timeout=10)
+        self.assertEqual(rows[1], ["2", "25"])
+
     def _wait_log(self, d, text, timeout=10):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
