@@ -1,0 +1,137 @@
+/* conf: driftd's INI configuration, parsed with inih into one validated,
+ * immutable struct. Reload = load a new struct, then swap; keep the old one
+ * if loading fails.
+ *
+ * Units: every *_us field is microseconds. Ownership: a struct conf owns all
+ * of its strings and arrays; conf_free releases everything. Thread-safety: no
+ * globals; parsing only reads libinih's option globals, so loads may run
+ * concurrently. A loaded struct is never modified and may be shared freely.
+ *
+ * Accepted syntax: `[section]`, `key = value` (or `key: value`), comments
+ * on their own line starting with `;` or `#`, and inline comments starting
+ * with `;` after whitespace (so a value cannot contain " ;"). Leading
+ * whitespace is ignored: there are no continuation lines. Lines are limited
+ * to what libinih reads in one piece (199 bytes in Debian's build). */
+#ifndef DRIFTD_CONF_H
+#define DRIFTD_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum conf_correction { CONF_CORR_BH, CONF_CORR_BONFERRONI, CONF_CORR_NONE };
+enum conf_persist { CONF_PERSIST_RAW, CONF_PERSIST_PROJECTED, CONF_PERSIST_NONE };
+/* Same order as syslog priorities: a message is logged when its level is <=
+ * the configured one. */
+enum conf_log_level { CONF_LOG_ERR, CONF_LOG_WARNING, CONF_LOG_NOTICE, CONF_LOG_INFO, CONF_LOG_DEBUG };
+
+/* Detector bitmask; the config names are in comments where they differ. */
+#define CONF_DET_MMD         (1u << 0)
+#define CONF_DET_CENTROID    (1u << 1)
+#define CONF_DET_ENERGY      (1u << 2)
+#define CONF_DET_KS_DIMS     (1u << 3)
+#define CONF_DET_CALIBRATION (1u << 4)
+#define CONF_DET_HEALTH      (1u << 5) /* health: embedding health (rank, uniformity) */
+#define CONF_DET_SCORES      (1u << 6) /* scores: univariate tests on predicted scores */
+#define CONF_DET_CLASSIFIER  (1u << 7)
+
+/* Model and webhook names: 1..64 of [A-Za-z0-9_.-]. */
+#define CONF_NAME_MAX 64
+
+struct conf_model {
+    char *name;                    /* from [model.NAME] */
+    unsigned dim;                  /* 1..65536 */
+    char **slice_by;               /* label keys defining a slice, in order; */
+    size_t n_slice_by;             /* 0 = only the whole-model slice, max 8 */
+    unsigned reference_size;       /* >= 2 */
+    unsigned window_size;          /* records; 0 = window closes by time only */
+    uint64_t window_interval_us;   /* 0 = by count only; size or interval is set */
+    unsigned window_min_size;      /* a time-closed window with fewer records is skipped */
+    unsigned detectors;            /* CONF_DET_* mask, never 0 */
+    unsigned mmd_permutations;     /* 0..100000 */
+    unsigned mmd_bandwidth_points; /* subsample size for the median heuristic */
+    double centroid_threshold;     /* cosine distance flagged as drift, in (0, 2] */
+    double alpha;                  /* in (0, 1) */
+    enum conf_correction correction;
+    double effect_floor;           /* >= 0; statistic needed besides p < alpha */
+    unsigned max_slices;           /* distinct slices tracked per model */
+    uint64_t seed;
+    char *on_drift;                /* name of a defined webhook, or NULL */
+};
+
+struct conf_webhook {
+    char *name;                    /* from [webhook.NAME] */
+    char *url;                     /* http:// or https:// */
+    char **secrets;                /* whsec_<base64> of 24..64 bytes; every one signs */
+    size_t n_secrets;              /* each delivery (rotation); 1..8 */
+    uint64_t cooldown_us;
+    uint64_t timeout_us;
+    uint64_t retry_horizon_us;
+    unsigned max_attempts;
+};
+
+struct conf {
+    char *path;                    /* file name as given to the loader */
+    /* [daemon] */
+    char *state_dir;               /* absolute path */
+    unsigned workers;              /* 0 = one per CPU */
+    enum conf_log_level log_level;
+    uint64_t shutdown_timeout_us;
+    /* [listen]: addresses are tcp://HOST:PORT (HOST may be [v6]) or unix:/path */
+    char **ingest;                 /* >= 1 address */
+    size_t n_ingest;
+    char **http;                   /* 0 addresses = HTTP side port disabled */
+    size_t n_http;
+    char *token;                   /* NULL = no client authentication */
+    unsigned max_line;             /* bytes, 1 KiB..64 MiB */
+    unsigned max_connections;
+    uint64_t idle_timeout_us;
+    /* [store] */
+    char *dsn;                     /* libpq connection string, never NULL */
+    enum conf_persist persist_reference;
+    uint64_t query_timeout_us;
+    unsigned max_pending;          /* closed windows queued for the database */
+    struct conf_model *models;     /* >= 1, in file order */
+    size_t n_models;
+    struct conf_webhook *webhooks; /* in file order */
+    size_t n_webhooks;
+};
+
+/* Parse and validate a config file. On success stores a new struct in *out
+ * and returns 0. On failure returns -1 for invalid content, or -errno when
+ * the file cannot be read, and writes the reasons to err (always
+ * NUL-terminated when errlen > 0): one line per problem, at most 8, earliest
+ * first, each "FILE:LINE: [section] key: reason", or "FILE: [section] key:
+ * reason" for problems not tied to a line (a missing required key). Values
+ * of secret keys (token, dsn, secret) are never quoted in messages. */
+int conf_load(const char *path, struct conf **out, char *err, size_t errlen);
+/* Same for text in memory; name_for_errors stands for FILE in messages and
+ * becomes conf->path. */
+int conf_load_string(const char *text, const char *name_for_errors, struct conf **out,
+                     char *err, size_t errlen);
+/* Accepts NULL. */
+void conf_free(struct conf *c);
+
+/* NULL when absent. */
+const struct conf_model *conf_model_find(const struct conf *c, const char *name);
+const struct conf_webhook *conf_webhook_find(const struct conf *c, const char *name);
+
+/* Keys whose new value only takes effect after a restart: writes those that
+ * differ between old and new_ as "daemon.workers, model.NAME.dim" into buf
+ * (truncated to len, NUL-terminated when len > 0) and returns how many
+ * differ. Models present in only one of the two are not compared: the
+ * caller decides whether it can add or drop a model on reload. */
+size_t conf_restart_keys(const struct conf *old, const struct conf *new_, char *buf, size_t len);
+
+/* Writes every key with its doc line, type, range, default and whether it
+ * is reloadable, as an INI file made only of comments and section headers. */
+void conf_print_defaults(FILE *f);
+
+/* "250ms", "30s", "5m", "1h", "2d", "10us"; a bare number is seconds.
+ * Returns 0, -EINVAL for bad syntax or -ERANGE on overflow. */
+int conf_parse_duration(const char *s, uint64_t *us);
+/* "512", "64k", "1M", "1G" (binary multiples, either case).
+ * Returns 0, -EINVAL or -ERANGE. */
+int conf_parse_size(const char *s, uint64_t *bytes);
+
+#endif
