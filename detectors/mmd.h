@@ -49,7 +49,7 @@ struct mmd_result {
  * max_points: 0 = default, otherwise >= 2. Sets *h (> 0) and *fallback (true
  * when the median was 0 and h = 1 was used instead). mmd_test computes the
  * same quantity from its own distance matrix; the two agree to float32
- * rounding. Memory: about 4·k² + 4·k·d + 8·n bytes, k = min(n, max_points). */
+ * rounding. Memory: about 6·k² + 4·k·d + 8·n bytes, k = min(n, max_points). */
 int mmd_bandwidth(const float *ref, size_t n, size_t d, size_t max_points,
 		  uint64_t seed, double *h, bool *fallback);
 
