@@ -159,15 +159,15 @@ static size_t build_tests(const struct eval *ev, const struct eng_job *j,
 
 static double eval_mmd_threshold(const struct eval *ev)
 {
-	double *p = malloc(ev->n * sizeof(double)), thr = ev->alpha / ev->n;
+	double *p = malloc(ev->n * sizeof(double)), thr = ev->alpha / (double)ev->n;
 	size_t i;
 
 	if (!p)
 		return thr;	/* Bonferroni is never more liberal than BH */
 	for (i = 0; i < ev->n; i++)
-		p[i] = ev->jobs[i]->mmd_rc == 0 ? ev->jobs[i]->mmd.p_value : NAN;
+		p[i] = ev->jobs[i]->mmd_rc == 0 ? ev->jobs[i]->mmd.p_value : (double)NAN;
 	if (corr_threshold(ev->correction, p, ev->n, ev->alpha, &thr) < 0)
-		thr = ev->alpha / ev->n;
+		thr = ev->alpha / (double)ev->n;
 	free(p);
 	return thr;
 }
