@@ -34,8 +34,6 @@
 #define LIST_MAX   16
 #define MAX_ERRORS 8
 #define ERROR_MAX  320
-/* Config files are small; the cap keeps a wrong path (a log, a device) from
- * being slurped whole. */
 #define FILE_MAX   MIB
 
 enum sect_kind { SK_DAEMON, SK_LISTEN, SK_STORE, SK_MODEL, SK_WEBHOOK, SK_COUNT };
@@ -1232,6 +1230,12 @@ static int load_text(const char *text, const char *name, struct conf **out, char
     *out = NULL;
     if (errlen)
         err[0] = '\0';
+    /* Config files are small; the cap keeps a wrong path (a log, a device)
+     * from being parsed whole and keeps line numbers far from overflow. */
+    if (strnlen(text, FILE_MAX + 1) > FILE_MAX) {
+        snprintf(err, errlen, "%s: larger than %u bytes", name, (unsigned)FILE_MAX);
+        return -EFBIG;
+    }
     p.c = calloc(1, sizeof *p.c);
     p.num = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
     if (!p.c || !p.num || !(p.c->path = strdup(name)))
@@ -1278,72 +1282,70 @@ int conf_load_string(const char *text, const char *name_for_errors, struct conf 
     return load_text(text, name_for_errors ? name_for_errors : "<string>", out, err, errlen);
 }
 
-/* Reads the whole file, refusing more than FILE_MAX bytes and NUL bytes
- * (the parser works on C strings, so a NUL would silently end the file). */
-static int read_file(const char *path, char **out, char *err, size_t errlen)
+/* Reads at most FILE_MAX + 1 bytes, enough for load_text to tell that a
+ * file is too large. Returns 0 or -errno. */
+static int read_file(const char *path, char **out, size_t *out_len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    size_t used = 0, cap = 4096;
     char *buf = NULL;
-    size_t used = 0;
     int rc = 0;
 
-    if (fd < 0) {
-        rc = -errno;
-        goto fail;
-    }
-    buf = malloc(FILE_MAX + 2);
-    if (!buf) {
-        rc = -ENOMEM;
-        goto fail;
-    }
+    if (fd < 0)
+        return -errno;
     for (;;) {
-        ssize_t r = read(fd, buf + used, FILE_MAX + 1 - used);
+        if (used == cap || !buf) {
+            char *grown;
+            cap = buf ? cap * 2 : cap;
+            grown = realloc(buf, cap + 1);
+            if (!grown) {
+                rc = -ENOMEM;
+                break;
+            }
+            buf = grown;
+        }
+        ssize_t r = read(fd, buf + used, cap - used);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r < 0) {
+        if (r < 0)
             rc = -errno;
-            goto fail;
-        }
-        if (r == 0)
+        if (r <= 0)
             break;
         used += (size_t)r;
-        if (used > FILE_MAX) {
-            close(fd);
-            free(buf);
-            snprintf(err, errlen, "%s: larger than %u bytes", path, (unsigned)FILE_MAX);
-            return -EFBIG;
-        }
+        if (used > FILE_MAX)
+            break;
     }
     close(fd);
-    if (memchr(buf, '\0', used)) {
+    if (rc) {
         free(buf);
-        snprintf(err, errlen, "%s: contains a NUL byte", path);
-        return -1;
+        return rc;
     }
     buf[used] = '\0';
     *out = buf;
+    *out_len = used;
     return 0;
-fail:
-    if (fd >= 0)
-        close(fd);
-    free(buf);
-    errno = -rc;
-    snprintf(err, errlen, "%s: %m", path);
-    return rc;
 }
 
 int conf_load(const char *path, struct conf **out, char *err, size_t errlen)
 {
     char *text = NULL;
+    size_t len = 0;
     int rc;
 
     *out = NULL;
-    if (errlen)
-        err[0] = '\0';
-    rc = read_file(path, &text, err, errlen);
-    if (rc)
+    rc = read_file(path, &text, &len);
+    if (rc) {
+        errno = -rc;
+        snprintf(err, errlen, "%s: %m", path);
         return rc;
-    rc = load_text(text, path, out, err, errlen);
+    }
+    /* The parser works on C strings: a NUL would silently end the file. */
+    if (memchr(text, '\0', len)) {
+        snprintf(err, errlen, "%s: contains a NUL byte", path);
+        rc = -1;
+    } else {
+        rc = load_text(text, path, out, err, errlen);
+    }
     free(text);
     return rc;
 }

@@ -98,8 +98,9 @@ struct conf {
 };
 
 /* Parse and validate a config file. On success stores a new struct in *out
- * and returns 0. On failure returns -1 for invalid content, or -errno when
- * the file cannot be read, and writes the reasons to err (always
+ * and returns 0. On failure returns -1 for invalid content, -EFBIG above
+ * 1 MiB, -ENOMEM, or -errno when the file cannot be read, and writes the
+ * reasons to err (always
  * NUL-terminated when errlen > 0): one line per problem, at most 8, earliest
  * first, each "FILE:LINE: [section] key: reason", or "FILE: [section] key:
  * reason" for problems not tied to a line (a missing required key). Values

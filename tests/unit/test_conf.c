@@ -815,6 +815,26 @@ static void test_file_errors(void **state)
     assert_int_equal(conf_load(path, &c, err, sizeof err), -1);
     assert_non_null(strstr(err, ": contains a NUL byte"));
     unlink(path);
+    strcpy(path, "/tmp/test_conf_XXXXXX");
+
+    /* Files and strings above 1 MiB are refused before parsing. */
+    char *big = malloc((1 << 20) + 2);
+    assert_non_null(big);
+    memset(big, '\n', (1 << 20) + 1);
+    big[(1 << 20) + 1] = '\0';
+    assert_int_equal(conf_load_string(big, "big.ini", &c, err, sizeof err), -EFBIG);
+    assert_string_equal(err, "big.ini: larger than 1048576 bytes");
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, big, (1 << 20) + 1), (1 << 20) + 1);
+    close(fd);
+    assert_int_equal(conf_load(path, &c, err, sizeof err), -EFBIG);
+    unlink(path);
+    big[1 << 20] = '\0';
+    assert_int_equal(conf_load_string(big, "big.ini", &c, err, sizeof err), -1);
+    assert_string_equal(err, "big.ini: [store] dsn: required key is missing\n"
+                             "big.ini: no [model.NAME] section: at least one model is required");
+    free(big);
 
     /* The path given is what messages name. */
     assert_int_equal(conf_load(CONF_DATA_DIR "/bad_value.ini", &c, err, sizeof err), -1);
