@@ -33,7 +33,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 TEST_USER = "driftd-test"
 DATABASE = "driftd"
@@ -253,7 +252,8 @@ class PgCluster:
         of strings, SQL NULL as None.  Raises PgError on any SQL error."""
         argv = [self._bin("psql"), "-X", "-q", "-A", "-t",
                 "-F", FIELD_SEP, "-R", RECORD_SEP,
-                "-v", "ON_ERROR_STOP=1", "-P", "null=" + NULL_MARKER,
+                "-v", "ON_ERROR_STOP=1", "-v", "SHOW_ALL_RESULTS=off",
+                "-P", "null=" + NULL_MARKER,
                 "-h", self.sockdir, "-p", str(self.port), "-U", self.user,
                 "-d", dbname, "-c", sql]
         out = self._run(argv).stdout

@@ -1,0 +1,374 @@
+/* request: validation and SQL parameters of queued writes (see request.h).
+ * Everything is sent as text except the reference vectors (binary bytea). */
+#include "request.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* One statement, so one implicit transaction and one round trip: the window
+ * row, its slice's resume state and all its test rows, or nothing.  ON
+ * CONFLICT makes a replay insert nothing; "reused" flags a conflicting row
+ * whose content differs, i.e. a window_id handed out twice.  (The final
+ * SELECT sees the table as it was before the statement.) */
+static const char window_sql[] =
+	"WITH w AS (\n"
+	"  INSERT INTO driftd.windows\n"
+	"    (model, slice, window_id, window_start, window_end, n, reference_set_id)\n"
+	"  VALUES ($1::text, $2::text, $3::int8, $4::timestamptz, $5::timestamptz,\n"
+	"          $6::int4, $7::int8)\n"
+	"  ON CONFLICT DO NOTHING\n"
+	"  RETURNING model, slice, window_id\n"
+	"), s AS (\n"
+	"  INSERT INTO driftd.slices AS s (model, slice, max_window_id)\n"
+	"  SELECT model, slice, window_id FROM w\n"
+	"  ON CONFLICT (model, slice) DO UPDATE\n"
+	"    SET max_window_id = greatest(s.max_window_id, excluded.max_window_id),\n"
+	"        updated_at = now()\n"
+	"), t AS (\n"
+	"  INSERT INTO driftd.test_results\n"
+	"    (model, slice, window_id, test, statistic, p_value, threshold, drifted,\n"
+	"     effect, seed, bandwidth, permutations)\n"
+	"  SELECT w.model, w.slice, w.window_id, u.test, u.statistic, u.p_value,\n"
+	"         u.threshold, u.drifted, u.effect, $8::int8, u.bandwidth, u.permutations\n"
+	"    FROM w, unnest($9::text[], $10::float8[], $11::float8[], $12::float8[],\n"
+	"                   $13::bool[], $14::float8[], $15::float8[], $16::int4[])\n"
+	"         AS u(test, statistic, p_value, threshold, drifted, effect,\n"
+	"              bandwidth, permutations)\n"
+	")\n"
+	"SELECT (SELECT count(*) FROM w) AS inserted,\n"
+	"       EXISTS (SELECT 1 FROM driftd.windows o\n"
+	"                WHERE o.model = $1::text AND o.slice = $2::text\n"
+	"                  AND o.window_id = $3::int8\n"
+	"                  AND (o.window_start, o.window_end, o.n) IS DISTINCT FROM\n"
+	"                      ($4::timestamptz, $5::timestamptz, $6::int4)) AS reused";
+
+static const char reference_sql[] =
+	"INSERT INTO driftd.reference_sets (id, model, slice, n, dim, persist, data)\n"
+	"VALUES ($1::int8, $2::text, $3::text, $4::int4, $5::int4, $6::text, $7::bytea)\n"
+	"ON CONFLICT (id) DO NOTHING";
+
+/* 9999-12-31 23:59:59.999999 UTC: keeps the text form a plain ISO date. */
+#define MAX_TIME_US INT64_C(253402300799999999)
+/* bytea and libpq's int lengths both end near 1 GiB. */
+#define MAX_REFERENCE_BYTES (UINT64_C(1) << 30)
+
+/* Parameter text accumulates in one growing buffer; values[] are resolved
+ * to pointers only at the end, as the buffer may move. */
+struct builder {
+	char *buf;
+	size_t len, cap;
+	bool oom;
+	int n;
+	size_t off[REQ_MAX_PARAMS];
+	bool null[REQ_MAX_PARAMS];
+	int length[REQ_MAX_PARAMS];
+	int format[REQ_MAX_PARAMS];
+};
+
+static void add(struct builder *b, const void *data, size_t n)
+{
+	size_t cap;
+	char *p;
+
+	if (b->oom)
+		return;
+	if (b->len + n > b->cap) {
+		cap = b->cap ? b->cap : 512;
+		while (cap < b->len + n)
+			cap *= 2;
+		p = realloc(b->buf, cap);
+		if (!p) {
+			b->oom = true;
+			return;
+		}
+		b->buf = p;
+		b->cap = cap;
+	}
+	memcpy(b->buf + b->len, data, n);
+	b->len += n;
+}
+
+static void addf(struct builder *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void addf(struct builder *b, const char *fmt, ...)
+{
+	char tmp[64];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+static void begin_param(struct builder *b)
+{
+	b->off[b->n] = b->len;
+}
+
+static void end_param(struct builder *b)
+{
+	add(b, "", 1);
+	b->n++;
+}
+
+static void null_param(struct builder *b)
+{
+	b->null[b->n++] = true;
+}
+
+static void text_param(struct builder *b, const char *s)
+{
+	begin_param(b);
+	add(b, s, strlen(s));
+	end_param(b);
+}
+
+static void int_param(struct builder *b, int64_t v)
+{
+	begin_param(b);
+	addf(b, "%" PRId64, v);
+	end_param(b);
+}
+
+static void time_param(struct builder *b, int64_t us)
+{
+	time_t secs = (time_t)(us / 1000000);
+	struct tm tm;
+
+	gmtime_r(&secs, &tm);
+	begin_param(b);
+	addf(b, "%04d-%02d-%02d %02d:%02d:%02d.%06d+00", tm.tm_year + 1900,
+	     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	     (int)(us % 1000000));
+	end_param(b);
+}
+
+/* %.17g round-trips a double; PostgreSQL spells the specials its own way. */
+static void add_double(struct builder *b, double v, bool nan_is_null)
+{
+	if (isnan(v))
+		add(b, nan_is_null ? "NULL" : "NaN", nan_is_null ? 4 : 3);
+	else if (isinf(v))
+		addf(b, "%s", v > 0 ? "Infinity" : "-Infinity");
+	else
+		addf(b, "%.17g", v);
+}
+
+/* Array elements are double-quoted with \ and " escaped, so any name is safe. */
+static void add_quoted(struct builder *b, const char *s)
+{
+	add(b, "\"", 1);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			add(b, "\\", 1);
+		add(b, s, 1);
+	}
+	add(b, "\"", 1);
+}
+
+typedef void (*elem_fn)(struct builder *b, const struct store_test *t);
+
+static void elem_test(struct builder *b, const struct store_test *t) { add_quoted(b, t->test); }
+static void elem_statistic(struct builder *b, const struct store_test *t) { add_double(b, t->statistic, false); }
+static void elem_p_value(struct builder *b, const struct store_test *t) { add_double(b, t->p_value, true); }
+static void elem_threshold(struct builder *b, const struct store_test *t) { add_double(b, t->threshold, false); }
+static void elem_drifted(struct builder *b, const struct store_test *t) { add(b, t->drifted ? "t" : "f", 1); }
+static void elem_effect(struct builder *b, const struct store_test *t) { add_double(b, t->effect, true); }
+static void elem_bandwidth(struct builder *b, const struct store_test *t) { add_double(b, t->bandwidth, true); }
+
+static void elem_permutations(struct builder *b, const struct store_test *t)
+{
+	if (t->permutations)
+		addf(b, "%u", t->permutations);
+	else
+		add(b, "NULL", 4);
+}
+
+/* One array parameter holding one field of every test, in test order. */
+static void array_param(struct builder *b, const struct store_window *w, elem_fn elem)
+{
+	begin_param(b);
+	add(b, "{", 1);
+	for (size_t i = 0; i < w->n_tests; i++) {
+		if (i)
+			add(b, ",", 1);
+		elem(b, &w->tests[i]);
+	}
+	add(b, "}", 1);
+	end_param(b);
+}
+
+static void le32(unsigned char *p, float f)
+{
+	uint32_t u;
+
+	memcpy(&u, &f, sizeof(u));
+	p[0] = (unsigned char)u;
+	p[1] = (unsigned char)(u >> 8);
+	p[2] = (unsigned char)(u >> 16);
+	p[3] = (unsigned char)(u >> 24);
+}
+
+/* Raw vectors as float32 little-endian, whatever the host's byte order. */
+static void floats_param(struct builder *b, const float *data, size_t count)
+{
+	unsigned char le[4];
+
+	begin_param(b);
+	for (size_t i = 0; i < count; i++) {
+		le32(le, data[i]);
+		add(b, le, sizeof(le));
+	}
+	b->length[b->n] = (int)(count * sizeof(le));
+	b->format[b->n] = 1;
+	end_param(b);
+}
+
+static int finish(struct builder *b, enum req_kind kind, struct req **out)
+{
+	struct req *r;
+
+	if (b->oom || !(r = calloc(1, sizeof(*r)))) {
+		free(b->buf);
+		return -ENOMEM;
+	}
+	r->kind = kind;
+	r->nparams = b->n;
+	r->buf = b->buf;
+	for (int i = 0; i < b->n; i++) {
+		r->values[i] = b->null[i] ? NULL : r->buf + b->off[i];
+		r->lengths[i] = b->length[i];
+		r->formats[i] = b->format[i];
+	}
+	*out = r;
+	return 0;
+}
+
+static bool valid_name(const char *s)
+{
+	return s && *s;
+}
+
+static bool valid_tests(const struct store_window *w)
+{
+	if (w->n_tests && !w->tests)
+		return false;
+	for (size_t i = 0; i < w->n_tests; i++) {
+		if (!valid_name(w->tests[i].test) || w->tests[i].permutations > INT32_MAX)
+			return false;
+		/* A duplicate would fail the whole window on the primary key. */
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(w->tests[i].test, w->tests[j].test) == 0)
+				return false;
+	}
+	return true;
+}
+
+static bool valid_window(const struct store_window *w)
+{
+	return valid_name(w->model) && valid_name(w->slice) &&
+	       w->start_us >= 0 && w->start_us <= w->end_us &&
+	       w->end_us <= MAX_TIME_US && w->n <= INT32_MAX && valid_tests(w);
+}
+
+int req_new_window(const struct store_window *w, struct req **out)
+{
+	struct builder b = { 0 };
+
+	if (!valid_window(w))
+		return -EINVAL;
+	text_param(&b, w->model);
+	text_param(&b, w->slice);
+	int_param(&b, w->window_id);
+	time_param(&b, w->start_us);
+	time_param(&b, w->end_us);
+	int_param(&b, w->n);
+	int_param(&b, w->reference_set_id);
+	int_param(&b, (int64_t)w->seed);
+	array_param(&b, w, elem_test);
+	array_param(&b, w, elem_statistic);
+	array_param(&b, w, elem_p_value);
+	array_param(&b, w, elem_threshold);
+	array_param(&b, w, elem_drifted);
+	array_param(&b, w, elem_effect);
+	array_param(&b, w, elem_bandwidth);
+	array_param(&b, w, elem_permutations);
+	return finish(&b, REQ_WINDOW, out);
+}
+
+static const char *persist_name(enum store_persist p)
+{
+	switch (p) {
+	case STORE_PERSIST_RAW:
+		return "raw";
+	case STORE_PERSIST_PROJECTED:
+		return "projected";
+	case STORE_PERSIST_NONE:
+		return "none";
+	}
+	return NULL;
+}
+
+static int check_reference(const struct store_reference *r)
+{
+	if (!valid_name(r->model) || !valid_name(r->slice) || !persist_name(r->persist) ||
+	    r->dim == 0 || r->dim > INT32_MAX || r->n > INT32_MAX)
+		return -EINVAL;
+	if (r->persist != STORE_PERSIST_RAW)
+		return 0;
+	if ((uint64_t)r->n * r->dim * sizeof(float) >= MAX_REFERENCE_BYTES)
+		return -E2BIG;
+	return r->data || r->n == 0 ? 0 : -EINVAL;
+}
+
+int req_new_reference(const struct store_reference *r, struct req **out)
+{
+	struct builder b = { 0 };
+	int err = check_reference(r);
+
+	if (err)
+		return err;
+	int_param(&b, r->id);
+	text_param(&b, r->model);
+	text_param(&b, r->slice);
+	int_param(&b, r->n);
+	int_param(&b, r->dim);
+	text_param(&b, persist_name(r->persist));
+	if (r->persist == STORE_PERSIST_RAW)
+		floats_param(&b, r->data, (size_t)r->n * r->dim);
+	else
+		null_param(&b);
+	return finish(&b, REQ_REFERENCE, out);
+}
+
+void req_free(struct req *r)
+{
+	if (!r)
+		return;
+	free(r->buf);
+	free(r);
+}
+
+const char *req_sql(const struct req *r)
+{
+	return r->kind == REQ_WINDOW ? window_sql : reference_sql;
+}
+
+void req_describe(const struct req *r, char *buf, size_t len)
+{
+	if (r->kind == REQ_WINDOW)
+		snprintf(buf, len, "window %s/%s/%s", r->values[0], r->values[1], r->values[2]);
+	else
+		snprintf(buf, len, "reference set %s (%s/%s)", r->values[0], r->values[1],
+			 r->values[2]);
+}

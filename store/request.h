@@ -1,0 +1,39 @@
+/* request: one queued write, validated and turned into SQL parameters at
+ * enqueue time, so the queue owns plain bytes and the caller's structs can go.
+ * Errors: 0 or a negative errno. */
+#ifndef DRIFTD_STORE_REQUEST_H
+#define DRIFTD_STORE_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/queue.h>
+
+#include "store.h"
+
+#define REQ_MAX_PARAMS 16
+
+enum req_kind { REQ_REFERENCE, REQ_WINDOW };
+
+struct req {
+	TAILQ_ENTRY(req) link;
+	enum req_kind kind;
+	int nparams;
+	const char *values[REQ_MAX_PARAMS]; /* into buf; NULL = SQL NULL */
+	int lengths[REQ_MAX_PARAMS];        /* used by binary parameters only */
+	int formats[REQ_MAX_PARAMS];        /* 0 text, 1 binary */
+	char *buf;
+};
+
+TAILQ_HEAD(req_list, req);
+
+int req_new_window(const struct store_window *w, struct req **out);
+int req_new_reference(const struct store_reference *r, struct req **out);
+void req_free(struct req *r);
+
+/* The statement for r's kind.  A window's returns one row:
+ * (inserted int8, reused bool), see store.c. */
+const char *req_sql(const struct req *r);
+/* "window m/s/42" or "reference set 7 (m/s)", for log lines. */
+void req_describe(const struct req *r, char *buf, size_t len);
+
+#endif
