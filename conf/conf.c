@@ -1337,7 +1337,8 @@ int conf_load(const char *path, struct conf **out, char *err, size_t errlen)
     if (rc) {
         errno = -rc;
         snprintf(err, errlen, "%s: %m", path);
-        return rc;
+        /* -1 means invalid content, so -EPERM cannot be returned as is. */
+        return rc == -EPERM ? -EACCES : rc;
     }
     /* The parser works on C strings: a NUL would silently end the file. */
     if (memchr(text, '\0', len)) {
@@ -1499,7 +1500,7 @@ void conf_print_defaults(FILE *f)
           "; Sizes: 512, 64k, 1M, 1G. Lists: comma separated.\n", f);
     for (int kind = 0; kind < SK_COUNT; kind++) {
         bool named = kind == SK_MODEL || kind == SK_WEBHOOK;
-        fprintf(f, "\n; %s\n[%s%s]\n", sect_docs[kind], sect_names[kind], named ? ".NAME" : "");
+        fprintf(f, "\n\n; %s\n[%s%s]\n", sect_docs[kind], sect_names[kind], named ? ".NAME" : "");
         for (size_t i = 0; i < N_KEYS; i++) {
             const struct key_def *k = &keys[i];
             char range[160];
@@ -1520,7 +1521,7 @@ void conf_print_defaults(FILE *f)
                 fmt_range(range, sizeof range, k);
                 break;
             }
-            fprintf(f, "; %s\n; %s: %s; %s%s\n;%s =%s%s\n", k->doc, type_names[k->type], range,
+            fprintf(f, "\n; %s\n; %s: %s; %s%s\n;%s =%s%s\n", k->doc, type_names[k->type], range,
                     k->def ? "" : "required; ", k->reload ? "reloadable" : "restart to change",
                     k->name, k->def && *k->def ? " " : "", k->def ? k->def : "");
         }

@@ -326,6 +326,11 @@ static void test_comments_and_whitespace(void **state)
     assert_int_equal(c->models[0].dim, 4);
     assert_int_equal(c->models[0].detectors, CONF_DET_MMD | CONF_DET_CENTROID);
     conf_free(c);
+
+    /* The last line needs no newline. */
+    c = load_ok(BASE "seed = 3");
+    assert_int_equal(c->models[0].seed, 3);
+    conf_free(c);
 }
 
 static void test_syntax_errors(void **state)
