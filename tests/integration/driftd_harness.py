@@ -100,21 +100,29 @@ class Driftd:
         self.wait_notify("READY=1", timeout)
         return self
 
+    def _read_notices(self, wait):
+        self.notify.settimeout(wait)
+        try:
+            while True:
+                self.notices.append(self.notify.recv(4096).decode())
+                self.notify.settimeout(0)
+        except (socket.timeout, BlockingIOError):
+            pass
+
     def wait_notify(self, what, timeout=30):
+        """Waits for a sd_notify message containing WHAT."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
+            exited = self.proc.poll() is not None
+            self._read_notices(0 if exited else 0.2)
             if any(what in n for n in self.notices):
                 return
-            if self.proc.poll() is not None:
+            if exited:
                 raise RuntimeError(f"driftd exited with {self.proc.returncode}"
                                    f" before {what}:\n{self.log_text()}")
-            self.notify.settimeout(0.2)
-            try:
-                self.notices.append(self.notify.recv(4096).decode())
-            except socket.timeout:
-                pass
-        raise RuntimeError(f"no {what} from driftd within {timeout}s:\n"
-                           f"{self.log_text()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no {what} from driftd within {timeout}s"
+                                   f":\n{self.log_text()}")
 
     def log_text(self):
         try:

@@ -7,6 +7,7 @@ independent decisions; the whole-model slice "*" is left out because it
 shares records with all of them."""
 
 import math
+import sys
 import unittest
 
 import numpy as np
@@ -69,6 +70,8 @@ class FalseAlarm(unittest.TestCase):
         n = SLICES * WINDOWS
         k = self.drifted("null")
         sd = math.sqrt(n * ALPHA * (1 - ALPHA))
+        print(f"\nfalse alarms: {k}/{n} windows at alpha {ALPHA}",
+              file=sys.stderr)
         # Three standard deviations above alpha·n catches a liberal test
         # (e.g. a p-value without the +1, or repeated permutation seeds).
         self.assertLessEqual(k, n * ALPHA + 3 * sd, f"{k}/{n} false alarms")
@@ -76,6 +79,7 @@ class FalseAlarm(unittest.TestCase):
 
     def test_power_under_shift(self):
         k = self.drifted("shift")
+        print(f"\npower: {k}/{SLICES * WINDOWS} windows", file=sys.stderr)
         self.assertGreaterEqual(k, 0.95 * SLICES * WINDOWS, k)
 
 
