@@ -1,0 +1,919 @@
+/* Unit tests for daemon/window: slice keys, reference bootstrap and
+ * reservoir, freezing, window ids, closing by count / time / cap, slice
+ * limits and memory accounting.  Rows are tagged by a number k so that
+ * every closed window and reference can be checked row by row. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <float.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "window.h"
+
+#define DIM 3
+#define ROW_BYTES (DIM * sizeof(float))
+
+static const char *const by_region[] = { "region" };
+
+/* Row k; distinct for distinct k and exactly reproducible. */
+static void row(unsigned k, float *x)
+{
+	x[0] = (float)k;
+	x[1] = (float)k + 0.25f;
+	x[2] = -(float)k * 1e-3f;
+}
+
+static struct win_params params(unsigned reference_size, unsigned window_size)
+{
+	struct win_params p = {
+		.dim = DIM,
+		.reference_size = reference_size,
+		.window_size = window_size,
+		.window_max = window_size ? window_size : 64,
+		.window_min = 2,
+		.max_slices = 64,
+		.seed = 1,
+	};
+
+	return p;
+}
+
+static struct win_params params_by_region(unsigned reference_size,
+					  unsigned window_size)
+{
+	struct win_params p = params(reference_size, window_size);
+
+	p.slice_by = by_region;
+	p.n_slice_by = 1;
+	return p;
+}
+
+static struct win_model *model_new(const struct win_params *p)
+{
+	struct win_model *m = win_model_new(p);
+
+	assert_non_null(m);
+	return m;
+}
+
+/* Adds row K as a record of ROLE in slice region=REGION (no slice label
+ * when REGION is NULL) at time TS. */
+static enum rec_err add_row(struct win_model *m, unsigned k, const char *region,
+			    enum rec_role role, int64_t ts,
+			    struct win_closed **closed)
+{
+	float x[DIM];
+	struct record r = {
+		.model = "m",
+		.role = role,
+		.embedding = x,
+		.dim = DIM,
+	};
+
+	row(k, x);
+	if (region) {
+		r.labels[0].key = "region";
+		r.labels[0].value = region;
+		r.n_labels = 1;
+	}
+	return win_add(m, &r, ts, closed);
+}
+
+static void live(struct win_model *m, unsigned k, const char *region,
+		 struct win_closed **closed)
+{
+	assert_int_equal(add_row(m, k, region, REC_LIVE, (int64_t)k * 1000,
+				 closed), REC_OK);
+}
+
+static void reference(struct win_model *m, unsigned k, const char *region,
+		      struct win_closed **closed)
+{
+	assert_int_equal(add_row(m, k, region, REC_REFERENCE, 0, closed),
+			 REC_OK);
+}
+
+static size_t list_len(const struct win_closed *c)
+{
+	size_t n = 0;
+
+	for (; c; c = c->next)
+		n++;
+	return n;
+}
+
+static void free_list(struct win_closed *c)
+{
+	while (c) {
+		struct win_closed *next = c->next;
+
+		win_closed_free(c);
+		c = next;
+	}
+}
+
+/* Unlinks the window (SLICE, ID) from *LIST; fails the test if absent. */
+static struct win_closed *take(struct win_closed **list, const char *slice,
+			       int64_t id)
+{
+	for (struct win_closed **pp = list; *pp; pp = &(*pp)->next) {
+		struct win_closed *c = *pp;
+
+		if (!strcmp(c->slice, slice) && c->window_id == id) {
+			*pp = c->next;
+			c->next = NULL;
+			return c;
+		}
+	}
+	fail_msg("no closed window %s #%lld", slice, (long long)id);
+	return NULL;
+}
+
+/* Rows of DATA are exactly rows KS[0..n). */
+static void assert_rows(const float *data, const unsigned *ks, size_t n)
+{
+	float x[DIM];
+
+	for (size_t i = 0; i < n; i++) {
+		row(ks[i], x);
+		if (memcmp(data + i * DIM, x, ROW_BYTES))
+			fail_msg("row %zu is not row %u", i, ks[i]);
+	}
+}
+
+/* Checks a closed window: rows, bounds (rows were sent at k*1000 µs),
+ * and its reference. */
+static void check_window(const struct win_closed *c, const unsigned *ks,
+			 size_t n, const unsigned *ref_ks, size_t ref_n,
+			 bool ref_new)
+{
+	int64_t lo = INT64_MAX, hi = INT64_MIN;
+
+	assert_int_equal(c->n, n);
+	assert_int_equal(c->dim, DIM);
+	assert_rows(c->data, ks, n);
+	for (size_t i = 0; i < n; i++) {
+		int64_t ts = (int64_t)ks[i] * 1000;
+
+		lo = ts < lo ? ts : lo;
+		hi = ts > hi ? ts : hi;
+	}
+	assert_true(c->start_us == lo);
+	assert_true(c->end_us == hi);
+	assert_non_null(c->ref);
+	assert_int_equal(c->ref->dim, DIM);
+	assert_int_equal(c->ref->n, ref_n);
+	assert_rows(c->ref->data, ref_ks, ref_n);
+	assert_true(c->ref->id > 0);
+	assert_int_equal(c->ref_new, ref_new);
+}
+
+static struct record labelled(const char *const *keys, const char *const *vals,
+			      unsigned n)
+{
+	struct record r = { .model = "m" };
+
+	for (unsigned i = 0; i < n; i++) {
+		r.labels[i].key = keys[i];
+		r.labels[i].value = vals[i];
+	}
+	r.n_labels = n;
+	return r;
+}
+
+static void test_slice_key_order(void **state)
+{
+	static const char *const by[] = { "region", "device" };
+	static const char *const keys[] = { "device", "extra", "region" };
+	static const char *const vals[] = { "ios", "x", "eu" };
+	struct record r = labelled(keys, vals, 3);
+	char buf[WIN_SLICE_KEY_MAX];
+
+	(void)state;
+	/* slice_by order, not the record's; labels outside slice_by ignored. */
+	assert_int_equal(win_slice_key(by, 2, &r, buf, sizeof(buf)),
+			 strlen("region=eu,device=ios"));
+	assert_string_equal(buf, "region=eu,device=ios");
+}
+
+static void test_slice_key_missing_label(void **state)
+{
+	static const char *const by[] = { "region", "device" };
+	static const char *const keys[] = { "region" };
+	static const char *const vals[] = { "eu" };
+	struct record r = labelled(keys, vals, 1), none = { .model = "m" };
+	char buf[WIN_SLICE_KEY_MAX];
+
+	(void)state;
+	assert_int_equal(win_slice_key(by, 2, &r, buf, sizeof(buf)),
+			 strlen("region=eu,device="));
+	assert_string_equal(buf, "region=eu,device=");
+	assert_int_equal(win_slice_key(by, 2, &none, buf, sizeof(buf)),
+			 strlen("region=,device="));
+	assert_string_equal(buf, "region=,device=");
+	assert_int_equal(win_slice_key(by, 0, &r, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "");
+}
+
+static void test_slice_key_escaping(void **state)
+{
+	static const char *const by[] = { "region", "a=b" };
+	static const char *const keys[] = { "region", "a=b" };
+	static const char *const vals[] = { "x,y=z\\w", "," };
+	struct record r = labelled(keys, vals, 2);
+	char buf[WIN_SLICE_KEY_MAX];
+	const char *want = "region=x\\,y\\=z\\\\w,a\\=b=\\,";
+
+	(void)state;
+	assert_int_equal(win_slice_key(by, 2, &r, buf, sizeof(buf)),
+			 strlen(want));
+	assert_string_equal(buf, want);
+}
+
+/* Without escaping, a="x,b=y" and {a="x", b="y"} would share a slice. */
+static void test_slice_key_escaping_separates_slices(void **state)
+{
+	static const char *const by[] = { "a", "b" };
+	static const char *const keys[] = { "a", "b" };
+	static const char *const tricky[] = { "x,b=y" };
+	static const char *const plain[] = { "x", "y" };
+	struct win_params p = params(2, 2);
+	struct win_model *m;
+	struct win_closed *closed = NULL;
+	float x[DIM];
+	struct record r1 = labelled(keys, tricky, 1);
+	struct record r2 = labelled(keys, plain, 2);
+
+	(void)state;
+	p.slice_by = by;
+	p.n_slice_by = 2;
+	m = model_new(&p);
+	row(0, x);
+	r1.embedding = r2.embedding = x;
+	r1.dim = r2.dim = DIM;
+	assert_int_equal(win_add(m, &r1, 1, &closed), REC_OK);
+	assert_int_equal(win_add(m, &r2, 2, &closed), REC_OK);
+	assert_int_equal(win_slice_count(m), 3);
+	assert_null(closed);
+	win_model_free(m);
+}
+
+static void test_slice_key_overflow(void **state)
+{
+	static const char *const keys[] = { "region" };
+	static const char *const eu[] = { "eu" };
+	static const char *const comma[] = { "a,b" };
+	struct record r = labelled(keys, eu, 1);
+	char buf[WIN_SLICE_KEY_MAX];
+
+	(void)state;
+	/* "region=eu" is 9 bytes and needs 10 with its NUL. */
+	assert_int_equal(win_slice_key(by_region, 1, &r, buf, 10), 9);
+	assert_string_equal(buf, "region=eu");
+	assert_int_equal(win_slice_key(by_region, 1, &r, buf, 9), -1);
+	assert_int_equal(win_slice_key(by_region, 1, &r, buf, 1), -1);
+	assert_int_equal(win_slice_key(by_region, 1, &r, buf, 0), -1);
+	/* The escape byte counts: "region=a\,b" is 11 bytes. */
+	r = labelled(keys, comma, 1);
+	assert_int_equal(win_slice_key(by_region, 1, &r, buf, 12), 11);
+	assert_int_equal(win_slice_key(by_region, 1, &r, buf, 11), -1);
+}
+
+/* A slice key beyond WIN_SLICE_KEY_MAX cannot be stored: refused, and
+ * the refused record changes nothing. */
+static void test_long_slice_value_refused(void **state)
+{
+	struct win_params p = params_by_region(2, 2);
+	struct win_model *m = model_new(&p);
+	struct win_closed *closed = NULL;
+	char value[WIN_SLICE_KEY_MAX + 16];
+	size_t mem;
+
+	(void)state;
+	live(m, 0, "eu", &closed);
+	mem = win_memory(m);
+	memset(value, 'v', sizeof(value) - 1);
+	value[sizeof(value) - 1] = '\0';
+	assert_int_not_equal(add_row(m, 1, value, REC_LIVE, 1, &closed), REC_OK);
+	assert_int_equal(win_slice_count(m), 2);
+	assert_int_equal(win_memory(m), mem);
+	assert_null(closed);
+	win_model_free(m);
+}
+
+static void test_bootstrap_then_windows(void **state)
+{
+	static const unsigned ref[] = { 0, 1, 2, 3 };
+	static const unsigned w1[] = { 4, 5, 6 }, w2[] = { 7, 8, 9 };
+	struct win_params p = params(4, 3);
+	struct win_model *m = model_new(&p);
+	struct win_closed *closed = NULL, *c1, *c2;
+
+	(void)state;
+	for (unsigned k = 0; k < 6; k++)
+		live(m, k, NULL, &closed);
+	assert_null(closed);
+	live(m, 6, NULL, &closed);
+	assert_int_equal(list_len(closed), 1);
+	c1 = take(&closed, WIN_WHOLE_MODEL, 1);
+	check_window(c1, w1, 3, ref, 4, true);
+
+	for (unsigned k = 7; k < 10; k++)
+		live(m, k, NULL, &closed);
+	assert_int_equal(list_len(closed), 1);
+	c2 = take(&closed, WIN_WHOLE_MODEL, 2);
+	check_window(c2, w2, 3, ref, 4, false);
+	/* One frozen reference shared by both windows, not a copy. */
+	assert_ptr_equal(c1->ref, c2->ref);
+	assert_int_equal(win_slice_count(m), 1);
+
+	win_closed_free(c1);
+	win_closed_free(c2);
+	win_model_free(m);
+}
+
+/* Rows 0..11 alternate eu/us.  "*" takes every row, each slice its own:
+ *   "*":        ref {0,1}, windows {2,3} {4,5} {6,7} {8,9} {10,11}
+ *   region=eu:  ref {0,2}, windows {4,6} {8,10}
+ *   region=us:  ref {1,3}, windows {5,7} {9,11} */
+static void test_every_record_in_whole_and_own_slice(void **state)
+{
+	static const unsigned whole_ref[] = { 0, 1 }, eu_ref[] = { 0, 2 },
+			      us_ref[] = { 1, 3 };
+	static const unsigned eu_w[][2] = { { 4, 6 }, { 8, 10 } };
+	static const unsigned us_w[][2] = { { 5, 7 }, { 9, 11 } };
+	struct win_params p = params_by_region(2, 2);
+	struct win_model *m = model_new(&p);
+	struct win_closed *closed = NULL, *c;
+
+	(void)state;
+	for (unsigned k = 0; k < 12; k++)
+		live(m, k, k % 2 ? "us" : "eu", &closed);
+	assert_int_equal(win_slice_count(m), 3);
+	assert_int_equal(list_len(closed), 9);
+	for (unsigned i = 0; i < 5; i++) {
+		unsigned w[2] = { 2 + 2 * i, 3 + 2 * i };
+
+		c = take(&closed, WIN_WHOLE_MODEL, i + 1);
+		check_window(c, w, 2, whole_ref, 2, i == 0);
+		win_closed_free(c);
+	}
+	for (unsigned i = 0; i < 2; i++) {
+		c = take(&closed, "region=eu", i + 1);
+		check_window(c, eu_w[i], 2, eu_ref, 2, i == 0);
+		win_closed_free(c);
+		c = take(&closed, "region=us", i + 1);
+		check_window(c, us_w[i], 2, us_ref, 2, i == 0);
+		win_closed_free(c);
+	}
+	assert_null(closed);
+	win_model_free(m);
+}
+
+/* Window ids continue after what the store already holds, per slice. */
+static void test_window_ids_resume(void **state)
+{
+	struct win_params p = params_by_region(2, 2);
+	struct win_model *m = model_new(&p);
+	struct win_closed *closed = NULL, *c;
+	static const unsigned ref[] = { 0, 1 }, us_ref[] = { 6, 7 };
+	static const unsigned w23[] = { 2, 3 }, w45[] = { 4, 5 },
+			      w67[] = { 6, 7 }, w89[] = { 8, 9 };
+
+	(void)state;
+	win_resume(m, WIN_WHOLE_MODEL, 41);
+	win_resume(m, "region=eu", 100);
+	assert_int_equal(win_slice_count(m), 2);
+	/* A smaller id from a stale source must not move ids backwards. */
+	win_resume(m, "region=eu", 5);
+	assert_int_equal(win_slice_count(m), 2);
+
+	for (unsigned k = 0; k < 6; k++)
+		live(m, k, "eu", &closed);
+	for (unsigned k = 6; k < 10; k++)
+		live(m, k, "us", &closed);
+	assert_int_equal(list_len(closed), 7);
+	c = take(&closed, WIN_WHOLE_MODEL, 42);
+	check_window(c, w23, 2, ref, 2, true);
+	win_closed_free(c);
+	c = take(&closed, WIN_WHOLE_MODEL, 43);
+	check_window(c, w45, 2, ref, 2, false);
+	win_closed_free(c);
+	c = take(&closed, WIN_WHOLE_MODEL, 44);
+	check_window(c, w67, 2, ref, 2, false);
+	win_closed_free(c);
+	c = take(&closed, WIN_WHOLE_MODEL, 45);
+	check_window(c, w89, 2, ref, 2, false);
+	win_closed_free(c);
+	c = take(&closed, "region=eu", 101);
+	check_window(c, w23, 2, ref, 2, true);
+	win_closed_free(c);
+	c = take(&closed, "region=eu", 102);
+	check_window(c, w45, 2, ref, 2, false);
+	win_closed_free(c);
+	/* Never resumed: starts at 1. */
+	c = take(&closed, "region=us", 1);
+	check_window(c, w89, 2, us_ref, 2, true);
+	win_closed_free(c);
+	win_model_free(m);
+}
+
+/* Explicit reference records displace a bootstrap no window has used. */
+static void test_explicit_reference_replaces_bootstrap(void **state)
+{
+	static const unsigned ref[] = { 100, 101, 102 }, w[] = { 2, 3 };
+	struct win_params p = params(4, 2);
+	struct win_model *m = model_new(&p);
+	struct win_closed *closed = NULL, *c;
+
+	(void)state;
+	live(m, 0, NULL, &closed);
+	live(m, 1, NULL, &closed);
+	assert_int_equal(win_memory(m), 2 * ROW_BYTES);
+	for (unsigned k = 100; k < 103; k++)
+		reference(m, k, NULL, &closed);
+	assert_int_equal(win_memory(m), 3 * ROW_BYTES);
+	assert_null(closed);
+	/* With an explicit reference of at least two rows, live records go
+	 * to the window even though the reference is below its size. */
+	live(m, 2, NULL, &closed);
+	live(m, 3, NULL, &closed);
+	c = take(&closed, WIN_WHOLE_MODEL, 1);
+	check_window(c, w, 2, ref, 3, true);
+	win_closed_free(c);
+	win_model_free(m);
+}
+
+/* A complete bootstrap is displaced too, as long as no window used it. */
+static void test_explicit_reference_replaces_full_bootstrap(void **state)
+{
+	static const unsigned ref[] = { 100, 101 }, w[] = { 2, 3 };
+	struct win_params p = params(2, 2);
+	struct win_model *m = model_new(&p);
+	struct win_closed *closed = NULL, *c;
+
+	(void)state;
+	live(m, 0, NULL, &closed);
+	live(m, 1, NULL, &closed);
+	reference(m, 100, NULL, &closed);
+	reference(m, 101, NULL, &closed);
+	live(m, 2, NULL, &closed);
+	live(m, 3, NULL, &closed);
+	c = take(&closed, WIN_WHOLE_MODEL, 1);
+	check_window(c, w, 2, ref, 2, true);
+	win_closed_free(c);
+	win_model_free(m);
+}
+
+/* Offers rows FIRST..FIRST+N as reference to a fresh model with
+ * REF_SIZE and SEED, closes one window, returns it (caller frees). */
+static struct win_closed *reservoir(unsigned ref_size, unsigned first,
+				    unsigned n, uint64_t seed)
+{
+	struct win_params p = params(ref_size, 2);
+	struct win_model *m;
+	struct win_closed *closed = NULL;
+
+	p.seed = seed;
+	m = model_new(&p);
+	for (unsigned k = first; k < first + n; k++)
+		reference(m, k, NULL, &closed);
+	assert_int_equal(win_memory(m),
+			 (n < ref_size ? n : ref_size) * ROW_BYTES);
+	live(m, 0, NULL, &closed);
+	live(m, 1, NULL, &closed);
+	win_model_free(m);
+	assert_int_equal(list_len(closed), 1);
+	return closed;
+}
+
+/* The k of a row made by row(), or -1 when X is no such row. */
+static int row_tag(const float *x)
+{
+	float want[DIM];
+	unsigned k;
+
+	if (!(x[0] >= 0 && x[0] < 1e6f))
+		return -1;
+	k = (unsigned)x[0];
+	row(k, want);
+	return memcmp(x, want, ROW_BYTES) ? -1 : (int)k;
+}
+
+static void test_reservoir_keeps_subset(void **state)
+{
+	enum { SIZE = 8, OFFERED = 100, FIRST = 1000 };
+	struct win_closed *c = reservoir(SIZE, FIRST, OFFERED, 7);
+	bool seen[OFFERED] = { false };
+	unsigned late = 0;
+
+	(void)state;
+	assert_int_equal(c->ref->n, SIZE);
+	for (unsigned i = 0; i < SIZE; i++) {
+		int k = row_tag(c->ref->data + i * DIM);
+
+		if (k < FIRST || k >= FIRST + OFFERED)
+			fail_msg("reference row %u was never offered", i);
+		assert_false(seen[k - FIRST]);	/* no row kept twice */
+		seen[k - FIRST] = true;
+		late += k >= FIRST + SIZE;
+	}
+	/* Keeping only the first SIZE rows would be a prefix, not a sample;
+	 * for a uniform sample that has probability C(100,8)^-1. */
+	assert_true(late > 0);
+	win_closed_free(c);
+}
+
+/* Uniformity of the reservoir: over many seeds every offered row is kept
+ * with probability SIZE/OFFERED.  A biased replacement rule (off-by-one
+ * in the range, or favouring the newest rows) shows up as early rows
+ * kept much more or less often than late ones. */
+static void test_reservoir_uniform(void **state)
+{
+	enum { SIZE = 5, OFFERED = 25, TRIALS = 2000 };
+	unsigned counts[OFFERED] = { 0 };
+	double expect = (double)TRIALS * SIZE / OFFERED;
+	double sd = sqrt(expect * (1.0 - (double)SIZE / OFFERED));
+	double chi2 = 0;
+
+	(void)state;
+	for (uint64_t seed = 1; seed <= TRIALS; seed++) {
+		struct win_closed *c = reservoir(SIZE, 1000, OFFERED, seed);
+
+		assert_int_equal(c->ref->n, SIZE);
+		for (unsigned i = 0; i < SIZE; i++) {
+			int k = row_tag(c->ref->data + i * DIM);
+
+			assert_true(k >= 1000 && k < 1000 + OFFERED);
+			counts[k - 1000]++;
+		}
+		win_closed_free(c);
+	}
+	for (unsigned i = 0; i < OFFERED; i++) {
+		double dev = counts[i] - expect;
+
+		if (fabs(dev) > 5 * sd)
+			fail_msg("row %u kept %u times, expected %.0f ± %.0f",
+				 i, counts[i], expect, 5 * sd);
+		chi2 += dev * dev / expect;
+	}
+	/* 24 degrees of freedom (sum fixed); P(chi2 > 60) < 1e-4. */
+	if (chi2 > 60)
+		fail_msg("inclusion counts not uniform: chi2 = %.1f", chi2);
+}
+
+static void test_reference_freezes(void **state)
+{
+	static const unsigned ref[] = { 0, 1 }, w1[] = { 2, 3 }, w2[] = { 4, 5 };
+	struct win_params p = params(2, 2);
+	struct win_model *m = model_new(&p);
+	struct win_closed *closed = NULL, *c1, *c2;
+	size_t mem;
+
+	(void)state;
+	for (unsigned k = 0; k < 4; k++)
+		live(m, k, NULL, &closed);
+	c1 = take(&closed, WIN_WHOLE_MODEL, 1);
+	check_window(c1, w1, 2, ref, 2, true);
+	mem = win_memory(m);
+	assert_int_equal(add_row(m, 100, NULL, REC_REFERENCE, 0, &closed),
+			 REC_ERR_REFERENCE_FROZEN);
+	assert_int_equal(win_memory(m), mem);
+	live(m, 4, NULL, &closed);
+	live(m, 5, NULL, &closed);
+	c2 = take(&closed, WIN_WHOLE_MODEL, 2);
+	check_window(c2, w2, 2, ref, 2, false);
+	assert_ptr_equal(c1->ref, c2->ref);
+	assert_true(c1->ref->id == c2->ref->id);
+	win_closed_free(c1);
+	win_closed_free(c2);
+	win_model_free(m);
+}
+
+/* A time close freezes the reference just like a count close. */
+static void test_reference_freezes_on_time_close(void **state)
+{
+	static const unsigned ref[] = { 0, 1 }, w[] = { 2, 3 };
+	struct win_params p = params(2, 0);
+	struct win_model *m = model_new(&p);
+	struct win_closed *closed = NULL, *c;
+
+	(void)state;
+	for (unsigned k = 0; k < 4; k++)
+		live(m, k, NULL, &closed);
+	assert_null(closed);
+	assert_int_equal(win_close_due(m, &closed), 1);
+	c = take(&closed, WIN_WHOLE_MODEL, 1);
+	check_window(c, w, 2, ref, 2, true);
+	win_closed_free(c);
+	assert_int_equal(add_row(m, 100, NULL, REC_REFERENCE, 0, &closed),
+			 REC_ERR_REFERENCE_FROZEN);
+	win_model_free(m);
+}
+
+/* "*" is frozen by us-rows; eu exists (one row, no window yet), so its
+ * reference is still open and takes explicit reference rows while "*"
+ * ignores them. */
+static void test_reference_to_open_slice_after_whole_froze(void **state)
+{
+	static const unsigned whole_ref[] = { 0, 1 }, eu_ref[] = { 100, 101 };
+	static const unsigned whole_w2[] = { 4, 5 }, eu_w[] = { 5, 6 };
+	struct win_params p = params_by_region(2, 2);
+	struct win_model *m = model_new(&p);
+	struct win_closed *closed = NULL, *c;
+
+	(void)state;
+	for (unsigned k = 0; k < 4; k++)
+		live(m, k, "us", &closed);
+	free_list(closed);	/* "*" and us windows #1, checked elsewhere */
+	closed = NULL;
+	live(m, 4, "eu", &closed);
+	reference(m, 100, "eu", &closed);
+	reference(m, 101, "eu", &closed);
+	live(m, 5, "eu", &closed);
+	live(m, 6, "eu", &closed);
+	c = take(&closed, WIN_WHOLE_MODEL, 2);
+	check_window(c, whole_w2, 2, whole_ref, 2, false);
+	win_closed_free(c);
+	c = take(&closed, "region=eu", 1);
+	check_window(c, eu_w, 2, eu_ref, 2, true);
+	win_closed_free(c);
+	assert_null(closed);
+	win_model_free(m);
+}
+
+/* The same as above for a slice not seen before: its reference is not
+ * frozen either (it does not exist yet), so the record counts in its own
+ * slice.  Refusing it as "reference frozen" would make the outcome depend
+ * on whether one live row of the slice happened to arrive first. */
+static void test_reference_to_new_slice_after_whole_froze(void **state)
+{
+	static const unsigned eu_ref[] = { 100, 101 }, eu_w[] = { 5, 6 };
+	struct win_params p = params_by_region(2, 2);
+	struct win_model *m = model_new(&p);
+	struct win_closed *closed = NULL, *c;
+
+	(void)state;
+	for (unsigned k = 0; k < 4; k++)
+		live(m, k, "us", &closed);
+	free_list(closed);
+	closed = NULL;
+	assert_int_equal(add_row(m, 100, "eu", REC_REFERENCE, 0, &closed),
+			 REC_OK);
+	assert_int_equal(win_slice_count(m), 3);
+	reference(m, 101, "eu", &closed);
+	live(m, 5, "eu", &closed);
+	live(m, 6, "eu", &closed);
+	c = take(&closed, "region=eu", 1);
+	check_window(c, eu_w, 2, eu_ref, 2, true);
+	win_closed_free(c);
+	free_list(closed);
+	win_model_free(m);
+}
+
+/* window_min 3, time-only windows:
+ *   "*":  ref {0,1}, window {2..8} (7 rows)
+ *   eu:   ref {0,1}, window {4,5,6}
+ *   us:   ref {2,3}, window {7,8} -> too small, stays open */
+static void test_close_due_respects_window_min(void **state)
+{
+	static const unsigned ref01[] = { 0, 1 }, ref23[] = { 2, 3 };
+	static const unsigned whole_w[] = { 2, 3, 4, 5, 6, 7, 8 };
+	static const unsigned eu_w[] = { 4, 5, 6 }, us_w[] = { 7, 8, 9 };
+	struct win_params p = params_by_region(2, 0);
+	struct win_model *m;
+	struct win_closed *closed = NULL, *c;
+	static const char *const region_of[] = { "eu", "eu", "us", "us", "eu",
+						 "eu", "eu", "us", "us", "us" };
+
+	(void)state;
+	p.window_max = 100;
+	p.window_min = 3;
+	m = model_new(&p);
+	for (unsigned k = 0; k < 9; k++)
+		live(m, k, region_of[k], &closed);
+	assert_null(closed);
+	assert_int_equal(win_close_due(m, &closed), 2);
+	assert_int_equal(list_len(closed), 2);
+	c = take(&closed, WIN_WHOLE_MODEL, 1);
+	check_window(c, whole_w, 7, ref01, 2, true);
+	win_closed_free(c);
+	c = take(&closed, "region=eu", 1);
+	check_window(c, eu_w, 3, ref01, 2, true);
+	win_closed_free(c);
+	/* us kept its two rows: memory = 3 references + us window. */
+	assert_int_equal(win_memory(m), (3 * 2 + 2) * ROW_BYTES);
+
+	live(m, 9, "us", &closed);
+	assert_null(closed);
+	assert_int_equal(win_close_due(m, &closed), 1);
+	c = take(&closed, "region=us", 1);
+	check_window(c, us_w, 3, ref23, 2, true);
+	win_closed_free(c);
+	/* "*" holds only row 9 now. */
+	assert_int_equal(win_close_due(m, &closed), 0);
+	assert_null(closed);
+	win_model_free(m);
+}
+
+/* window_max bounds a time-only window between two ticks. */
+static void test_window_max_caps_time_window(void **state)
+{
+	static const unsigned ref[] = { 0, 1 }, w1[] = { 2, 3, 4, 5 };
+	struct win_params p = params(2, 0);
+	struct win_model *m;
+	struct win_closed *closed = NULL, *c;
+
+	(void)state;
+	p.window_max = 4;
+	m = model_new(&p);
+	for (unsigned k = 0; k < 5; k++)
+		live(m, k, NULL, &closed);
+	assert_null(closed);
+	live(m, 5, NULL, &closed);
+	c = take(&closed, WIN_WHOLE_MODEL, 1);
+	check_window(c, w1, 4, ref, 2, true);
+	win_closed_free(c);
+	assert_null(closed);
+	/* The next window starts empty and fills to the cap again. */
+	for (unsigned k = 6; k < 10; k++)
+		live(m, k, NULL, &closed);
+	assert_int_equal(list_len(closed), 1);
+	assert_int_equal(closed->n, 4);
+	assert_true(closed->window_id == 2);
+	free_list(closed);
+	win_model_free(m);
+}
+
+/* max_slices 3 = "*", eu, us.  A fourth slice is refused, and the refused
+ * record leaves no trace: not in "*", no slice, no memory. */
+static void test_max_slices(void **state)
+{
+	static const unsigned ref[] = { 0, 1 }, w2[] = { 5, 6 };
+	struct win_params p = params_by_region(2, 2);
+	struct win_model *m;
+	struct win_closed *closed = NULL, *c;
+	size_t mem;
+
+	(void)state;
+	p.max_slices = 3;
+	m = model_new(&p);
+	live(m, 0, "eu", &closed);
+	live(m, 1, "eu", &closed);
+	live(m, 2, "us", &closed);
+	live(m, 3, "us", &closed);
+	c = take(&closed, WIN_WHOLE_MODEL, 1);
+	win_closed_free(c);
+	assert_null(closed);
+	mem = win_memory(m);
+
+	assert_int_equal(add_row(m, 4, "ap", REC_LIVE, 4000, &closed),
+			 REC_ERR_TOO_MANY_SLICES);
+	assert_int_equal(add_row(m, 4, "ap", REC_REFERENCE, 0, &closed),
+			 REC_ERR_TOO_MANY_SLICES);
+	assert_int_equal(win_slice_count(m), 3);
+	assert_int_equal(win_memory(m), mem);
+	assert_null(closed);
+
+	/* Existing slices still take records, and "*" never saw row 4. */
+	live(m, 5, "eu", &closed);
+	live(m, 6, "us", &closed);
+	c = take(&closed, WIN_WHOLE_MODEL, 2);
+	check_window(c, w2, 2, ref, 2, false);
+	win_closed_free(c);
+	assert_null(closed);
+	win_model_free(m);
+}
+
+/* Window rows are the floats sent, bit for bit (signed zero, subnormal,
+ * extremes), and the bounds are min/max ts even when rows arrive out of
+ * order. */
+static void test_window_data_exact_and_bounds(void **state)
+{
+	static const float rows[][DIM] = {
+		{ 1, 2, 3 },
+		{ 4, 5, 6 },
+		{ -0.0f, FLT_MAX, -FLT_MAX },
+		{ 1.4e-45f, -FLT_MIN, 0.1f },
+		{ 1.0f / 3.0f, -1e-30f, 16777217.0f },
+		{ 3.14159274f, 2.71828183f, -0.0f },
+	};
+	static const int64_t ts[] = { 0, 0, 500, 100, 900, 300 };
+	struct win_params p = params(2, 4);
+	struct win_model *m = model_new(&p);
+	struct win_closed *closed = NULL;
+
+	(void)state;
+	for (unsigned i = 0; i < 6; i++) {
+		struct record r = {
+			.model = "m",
+			.embedding = rows[i],
+			.dim = DIM,
+		};
+
+		assert_int_equal(win_add(m, &r, ts[i], &closed), REC_OK);
+	}
+	assert_int_equal(list_len(closed), 1);
+	assert_int_equal(closed->n, 4);
+	assert_memory_equal(closed->data, rows[2], 4 * ROW_BYTES);
+	assert_memory_equal(closed->ref->data, rows[0], 2 * ROW_BYTES);
+	assert_true(closed->start_us == 100);
+	assert_true(closed->end_us == 900);
+	free_list(closed);
+	win_model_free(m);
+}
+
+/* win_memory counts reference rows and open window rows of every slice;
+ * rows handed out in closed windows no longer count. */
+static void test_memory_accounting(void **state)
+{
+	/* Rows held after each record (see the slice layout in
+	 * test_every_record_in_whole_and_own_slice, window size 3 here). */
+	static const struct {
+		const char *region;
+		size_t rows;
+	} steps[] = {
+		{ "eu", 2 },	/* "*" ref 1, eu ref 1 */
+		{ "eu", 4 },	/* refs full */
+		{ "us", 6 },	/* "*" window 1, us ref 1 */
+		{ "us", 8 },	/* "*" window 2, us ref 2 */
+		{ "eu", 7 },	/* "*" window closes (-2); eu window 1 */
+		{ "eu", 9 },	/* "*" window 1, eu window 2 */
+		{ "eu", 8 },	/* "*" 2; eu window closes (-2) */
+	};
+	struct win_params p = params_by_region(2, 3);
+	struct win_model *m = model_new(&p);
+	struct win_closed *closed = NULL;
+
+	(void)state;
+	assert_int_equal(win_memory(m), 0);
+	for (unsigned i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		live(m, i, steps[i].region, &closed);
+		if (win_memory(m) != steps[i].rows * ROW_BYTES)
+			fail_msg("after row %u: %zu bytes, want %zu", i,
+				 win_memory(m), steps[i].rows * ROW_BYTES);
+	}
+	assert_int_equal(list_len(closed), 2);
+	free_list(closed);
+	win_model_free(m);
+}
+
+/* Closed windows and their reference outlive the model: a job on a
+ * worker may still run when the model is reconfigured away. */
+static void test_closed_outlives_model(void **state)
+{
+	static const unsigned ref[] = { 0, 1 }, w[] = { 2, 3 };
+	struct win_params p = params(2, 2);
+	struct win_model *m = model_new(&p);
+	struct win_closed *closed = NULL;
+	struct win_ref *extra;
+
+	(void)state;
+	for (unsigned k = 0; k < 4; k++)
+		live(m, k, NULL, &closed);
+	win_model_free(m);
+	extra = win_ref_get(closed->ref);
+	check_window(closed, w, 2, ref, 2, true);
+	win_closed_free(closed);
+	assert_int_equal(extra->n, 2);
+	assert_rows(extra->data, ref, 2);
+	win_ref_put(extra);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_slice_key_order),
+		cmocka_unit_test(test_slice_key_missing_label),
+		cmocka_unit_test(test_slice_key_escaping),
+		cmocka_unit_test(test_slice_key_escaping_separates_slices),
+		cmocka_unit_test(test_slice_key_overflow),
+		cmocka_unit_test(test_long_slice_value_refused),
+		cmocka_unit_test(test_bootstrap_then_windows),
+		cmocka_unit_test(test_every_record_in_whole_and_own_slice),
+		cmocka_unit_test(test_window_ids_resume),
+		cmocka_unit_test(test_explicit_reference_replaces_bootstrap),
+		cmocka_unit_test(test_explicit_reference_replaces_full_bootstrap),
+		cmocka_unit_test(test_reservoir_keeps_subset),
+		cmocka_unit_test(test_reservoir_uniform),
+		cmocka_unit_test(test_reference_freezes),
+		cmocka_unit_test(test_reference_freezes_on_time_close),
+		cmocka_unit_test(test_reference_to_open_slice_after_whole_froze),
+		cmocka_unit_test(test_reference_to_new_slice_after_whole_froze),
+		cmocka_unit_test(test_close_due_respects_window_min),
+		cmocka_unit_test(test_window_max_caps_time_window),
+		cmocka_unit_test(test_max_slices),
+		cmocka_unit_test(test_window_data_exact_and_bounds),
+		cmocka_unit_test(test_memory_accounting),
+		cmocka_unit_test(test_closed_outlives_model),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
