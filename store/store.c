@@ -30,12 +30,16 @@
 
 /* One implicit transaction.  The session settings persist: warnings only
  * (CREATE ... IF NOT EXISTS notices are noise), and no statement timeout
- * while migrating, as a DBA's default could cut a migration short. */
+ * while migrating, as a DBA's default could cut a migration short.  The
+ * schema is created only when missing: CREATE SCHEMA IF NOT EXISTS would
+ * demand CREATE on the database even when a DBA made the schema for us. */
 static const char catalog_sql[] =
 	"SET client_min_messages = warning;\n"
 	"SET statement_timeout = 0;\n"
 	"SELECT pg_advisory_lock(" MIGRATION_LOCK ");\n"
-	"CREATE SCHEMA IF NOT EXISTS driftd;\n"
+	"DO $$BEGIN\n"
+	"  IF to_regnamespace('driftd') IS NULL THEN CREATE SCHEMA driftd; END IF;\n"
+	"END$$;\n"
 	"CREATE TABLE IF NOT EXISTS driftd.schema_migrations (\n"
 	"    version    integer     PRIMARY KEY,\n"
 	"    name       text        NOT NULL,\n"
