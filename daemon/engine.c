@@ -15,10 +15,14 @@
 #include "correct.h"
 #include "log.h"
 #include "mmd.h"
+#include "rng.h"
 #include "stats.h"
 #include "store.h"
 #include "window.h"
 #include "workers.h"
+
+/* p-value, threshold or bandwidth of a test that has none (SQL NULL). */
+#define NO_VALUE ((double)NAN)
 
 /* A time-only window never holds more than this many reference sizes, so
  * a burst cannot grow it without bound; it then closes by count. */
@@ -139,19 +143,19 @@ static size_t build_tests(const struct eval *ev, const struct eng_job *j,
 		t[n++] = (struct store_test){
 			.test = "centroid_cosine",
 			.statistic = j->cen.cosine,
-			.p_value = NAN,
+			.p_value = NO_VALUE,
 			.threshold = ev->centroid_threshold,
 			.drifted = j->cen.cosine > ev->centroid_threshold,
 			.effect = j->cen.cosine,
-			.bandwidth = NAN,
+			.bandwidth = NO_VALUE,
 		};
 		t[n++] = (struct store_test){
 			.test = "centroid_euclidean",
 			.statistic = j->cen.euclidean,
-			.p_value = NAN,
-			.threshold = NAN,
+			.p_value = NO_VALUE,
+			.threshold = NO_VALUE,
 			.effect = j->cen.euclidean,
-			.bandwidth = NAN,
+			.bandwidth = NO_VALUE,
 		};
 	}
 	return n;
@@ -165,7 +169,7 @@ static double eval_mmd_threshold(const struct eval *ev)
 	if (!p)
 		return thr;	/* Bonferroni is never more liberal than BH */
 	for (i = 0; i < ev->n; i++)
-		p[i] = ev->jobs[i]->mmd_rc == 0 ? ev->jobs[i]->mmd.p_value : (double)NAN;
+		p[i] = ev->jobs[i]->mmd_rc == 0 ? ev->jobs[i]->mmd.p_value : NO_VALUE;
 	if (corr_threshold(ev->correction, p, ev->n, ev->alpha, &thr) < 0)
 		thr = ev->alpha / (double)ev->n;
 	free(p);
@@ -288,6 +292,18 @@ static void job_done(struct wq_job *w)
 		eval_finish(j->eval);
 }
 
+/* Each window gets its own seed, derived only from the model's seed, the
+ * slice and the window id: a rerun of the same stream gives the same
+ * p-values, and the seed recorded with the row reproduces them. */
+static uint64_t window_seed(const struct conf_model *cfg,
+			    const struct win_closed *c)
+{
+	struct rng r;
+
+	rng_init(&r, cfg->seed ^ (uint64_t)c->window_id, c->slice_hash);
+	return rng_next(&r);
+}
+
 static struct det_params det_params_of(const struct conf_model *cfg,
 				       const struct win_closed *c)
 {
@@ -295,9 +311,7 @@ static struct det_params det_params_of(const struct conf_model *cfg,
 		.detectors = cfg->detectors,
 		.mmd = {
 			.permutations = cfg->mmd_permutations,
-			/* Distinct, reproducible streams per window. */
-			.seed = cfg->seed ^ ((uint64_t)c->window_id << 20) ^
-				(uint64_t)c->ref->id,
+			.seed = window_seed(cfg, c),
 			.bandwidth_max_points = cfg->mmd_bandwidth_points,
 		},
 	};
@@ -368,6 +382,23 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		submit_eval(m, closed);
 }
 
+static int arm_tick(struct eng_model *m, uint64_t interval_us)
+{
+	struct timeval tv = {
+		.tv_sec = (time_t)(interval_us / 1000000u),
+		.tv_usec = (suseconds_t)(interval_us % 1000000u),
+	};
+
+	if (m->tick) {
+		event_free(m->tick);
+		m->tick = NULL;
+	}
+	if (!interval_us)
+		return 0;
+	m->tick = event_new(m->eng->base, -1, EV_PERSIST, on_tick, m);
+	return m->tick && event_add(m->tick, &tv) == 0 ? 0 : -ENOMEM;
+}
+
 static struct win_params win_params_of(const struct conf_model *cfg)
 {
 	unsigned cap = cfg->window_size;
@@ -398,18 +429,8 @@ static struct eng_model *model_new(struct eng *e, const struct conf_model *cfg)
 	m->eng = e;
 	m->name = strdup(cfg->name);
 	m->win = win_model_new(&wp);
-	if (!m->name || !m->win)
+	if (!m->name || !m->win || arm_tick(m, cfg->window_interval_us) < 0)
 		goto fail;
-	if (cfg->window_interval_us) {
-		struct timeval tv = {
-			.tv_sec = (time_t)(cfg->window_interval_us / 1000000u),
-			.tv_usec = (suseconds_t)(cfg->window_interval_us % 1000000u),
-		};
-
-		m->tick = event_new(e->base, -1, EV_PERSIST, on_tick, m);
-		if (!m->tick || event_add(m->tick, &tv) < 0)
-			goto fail;
-	}
 	return m;
 fail:
 	model_release(m);
@@ -479,21 +500,31 @@ struct eng *eng_new(struct event_base *base, struct wq *wq,
 	return e;
 }
 
+/* What a model's samples are made of; a change starts them over. */
 static bool same_shape(const struct conf_model *a, const struct conf_model *b)
 {
 	size_t i;
 
 	if (a->dim != b->dim || a->reference_size != b->reference_size ||
-	    a->window_size != b->window_size ||
-	    a->window_interval_us != b->window_interval_us ||
-	    a->window_min_size != b->window_min_size ||
-	    a->max_slices != b->max_slices || a->seed != b->seed ||
 	    a->n_slice_by != b->n_slice_by)
 		return false;
 	for (i = 0; i < a->n_slice_by; i++)
 		if (strcmp(a->slice_by[i], b->slice_by[i]))
 			return false;
 	return true;
+}
+
+/* Window sizes, interval, slice cap and seed apply to the running model. */
+static int model_update(struct eng_model *m, const struct conf_model *cfg)
+{
+	struct win_params wp = win_params_of(cfg);
+
+	if (win_model_update(m->win, &wp) < 0)
+		return -ENOMEM;
+	if (cfg->window_interval_us != m->cfg->window_interval_us &&
+	    arm_tick(m, cfg->window_interval_us) < 0)
+		return -ENOMEM;
+	return 0;
 }
 
 int eng_reconfigure(struct eng *e, const struct conf *c)
@@ -505,7 +536,8 @@ int eng_reconfigure(struct eng *e, const struct conf *c)
 		return -ENOMEM;
 	for (i = 0; i < c->n_models; i++) {
 		old = model_find(e, c->models[i].name);
-		if (old && same_shape(old->cfg, &c->models[i])) {
+		if (old && same_shape(old->cfg, &c->models[i]) &&
+		    model_update(old, &c->models[i]) == 0) {
 			next[i] = old;
 			continue;
 		}
@@ -517,10 +549,9 @@ int eng_reconfigure(struct eng *e, const struct conf *c)
 			return -ENOMEM;
 		}
 		if (old)
-			log_warning("model %s: shape changed (dim, slices, "
-				    "reference or window sizes): its reference "
-				    "and windows start over",
-				    c->models[i].name);
+			log_warning("model %s: dim, slice_by or reference.size "
+				    "changed: its references and windows start "
+				    "over", c->models[i].name);
 	}
 	for (i = 0; i < e->n_models; i++) {
 		for (j = 0; j < c->n_models && next[j] != e->models[i]; j++)
@@ -562,7 +593,7 @@ enum rec_err eng_ingest(struct eng *e, const struct record *r, int64_t now_us,
 			 r->dim, m->cfg->name, m->cfg->dim);
 		return REC_ERR_WRONG_DIM;
 	}
-	err = win_add(m->win, r, r->ts_us ? r->ts_us : now_us, &closed);
+	err = win_add(m->win, r, r->has_ts ? r->ts_us : now_us, &closed);
 	if (closed)
 		submit_eval(m, closed);
 	switch (err) {

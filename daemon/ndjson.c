@@ -19,7 +19,6 @@ struct ndj_parser {
 	float *emb;
 	size_t emb_cap;
 	float scores[REC_MAX_SCORES];
-	char id_buf[32];	/* integer ids rendered as text */
 };
 
 static const char *const err_names[REC_ERR__COUNT] = {
@@ -56,7 +55,6 @@ struct ndj_parser *ndj_new(void)
 		free(p);
 		return NULL;
 	}
-	json_tokener_set_flags(p->tok, JSON_TOKENER_VALIDATE_UTF8);
 	return p;
 }
 
@@ -195,6 +193,25 @@ static enum rec_err parse_slice(json_object *o, struct record *r,
 	return REC_OK;
 }
 
+static bool two_digits(const char *s, int *v)
+{
+	if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
+		return false;
+	*v = (s[0] - '0') * 10 + (s[1] - '0');
+	return true;
+}
+
+/* timegm normalises 2026-02-31 to March 3rd; a real date survives the
+ * round trip unchanged. */
+static bool valid_date(struct tm *tm, time_t *t)
+{
+	struct tm back;
+
+	*t = timegm(tm);
+	return gmtime_r(t, &back) && back.tm_mday == tm->tm_mday &&
+	       back.tm_mon == tm->tm_mon && back.tm_year == tm->tm_year;
+}
+
 /* RFC 3339 ("2026-11-29T12:00:00Z", fraction and offset optional) or a
  * number of unix seconds. */
 static enum rec_err parse_ts(json_object *o, int64_t *us, char *msg,
@@ -202,8 +219,9 @@ static enum rec_err parse_ts(json_object *o, int64_t *us, char *msg,
 {
 	struct tm tm;
 	const char *s, *rest;
-	double frac = 0;
+	int64_t frac_us = 0;
 	int off = 0;
+	time_t t;
 
 	if (is_number(o)) {
 		double v = json_object_get_double(o);
@@ -222,34 +240,40 @@ static enum rec_err parse_ts(json_object *o, int64_t *us, char *msg,
 	if (!rest)
 		goto bad;
 	if (*rest == '.') {
-		char *end;
+		/* Digits, not strtod: 0.000249 must stay 249 µs exactly. */
+		int digits = 0;
 
-		frac = strtod(rest, &end);
-		rest = end;
+		for (rest++; *rest >= '0' && *rest <= '9'; rest++, digits++)
+			if (digits < 6)
+				frac_us = frac_us * 10 + (*rest - '0');
+		if (digits == 0)
+			goto bad;
+		for (; digits < 6; digits++)
+			frac_us *= 10;
 	}
 	if (*rest == 'Z' || *rest == 'z') {
 		rest++;
 	} else if (*rest == '+' || *rest == '-') {
 		int hh, mm;
 
-		if (sscanf(rest + 1, "%2d:%2d", &hh, &mm) != 2 || hh > 23 ||
-		    mm > 59)
+		if (!two_digits(rest + 1, &hh) || rest[3] != ':' ||
+		    !two_digits(rest + 4, &mm) || hh > 23 || mm > 59)
 			goto bad;
 		off = (hh * 60 + mm) * 60 * (*rest == '-' ? -1 : 1);
 		rest += 6;
 	} else {
 		goto bad;
 	}
-	if (*rest != '\0')
+	if (*rest != '\0' || !valid_date(&tm, &t) || t < 0)
 		goto bad;
-	*us = ((int64_t)timegm(&tm) - off) * 1000000 + (int64_t)(frac * 1e6);
+	*us = ((int64_t)t - off) * 1000000 + frac_us;
 	return REC_OK;
 bad:
 	return fail(REC_ERR_BAD_FIELD, msg, msglen,
 		    "ts is not RFC 3339 (2026-11-29T12:00:00Z) nor unix seconds");
 }
 
-static enum rec_err parse_id(struct ndj_parser *p, json_object *o,
+static enum rec_err parse_id(json_object *o,
 			     struct record *r, char *msg, size_t msglen)
 {
 	if (json_object_get_type(o) == json_type_string) {
@@ -260,9 +284,8 @@ static enum rec_err parse_id(struct ndj_parser *p, json_object *o,
 		return REC_OK;
 	}
 	if (json_object_get_type(o) == json_type_int) {
-		snprintf(p->id_buf, sizeof(p->id_buf), "%" PRId64,
-			 json_object_get_int64(o));
-		r->id = p->id_buf;
+		/* json-c's own rendering keeps ids beyond int64 intact. */
+		r->id = json_object_get_string(o);
 		return REC_OK;
 	}
 	return fail(REC_ERR_BAD_FIELD, msg, msglen,
@@ -312,6 +335,101 @@ static enum rec_err parse_role(json_object *o, struct record *r, char *msg,
 	return REC_OK;
 }
 
+/* Offset of the first byte that breaks RFC 3629 UTF-8 (overlong forms,
+ * surrogates, beyond U+10FFFF, truncated sequences), or LEN. */
+static size_t utf8_invalid_at(const unsigned char *s, size_t len)
+{
+	size_t i = 0, n, k;
+	uint32_t cp, min;
+	uint64_t w;
+
+	while (i < len) {
+		if (len - i >= 8) {
+			memcpy(&w, s + i, 8);
+			if (!(w & 0x8080808080808080ULL)) {
+				i += 8;
+				continue;
+			}
+		}
+		if (s[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if ((s[i] & 0xE0) == 0xC0) {
+			n = 1, cp = s[i] & 0x1F, min = 0x80;
+		} else if ((s[i] & 0xF0) == 0xE0) {
+			n = 2, cp = s[i] & 0x0F, min = 0x800;
+		} else if ((s[i] & 0xF8) == 0xF0) {
+			n = 3, cp = s[i] & 0x07, min = 0x10000;
+		} else {
+			return i;
+		}
+		if (len - i <= n)
+			return i;
+		for (k = 1; k <= n; k++) {
+			if ((s[i + k] & 0xC0) != 0x80)
+				return i;
+			cp = cp << 6 | (s[i + k] & 0x3F);
+		}
+		if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+			return i;
+		i += n + 1;
+	}
+	return len;
+}
+
+/* True when the line holds a \u0000 escape (not an escaped backslash
+ * followed by "u0000"): struct record carries C strings, and a NUL would
+ * silently cut a model name, slice label or id short. */
+static bool has_nul_escape(const char *line, size_t len)
+{
+	const char *p = line, *end = line + len, *hit;
+	size_t run;
+
+	while ((hit = memmem(p, (size_t)(end - p), "u0000", 5))) {
+		for (run = 0; hit - run > line && hit[-1 - (ptrdiff_t)run] == '\\';
+		     run++)
+			;
+		if (run % 2 == 1)
+			return true;
+		p = hit + 5;
+	}
+	return false;
+}
+
+static char first_char(const char *line, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	return i < len ? line[i] : '\0';
+}
+
+/* Error path only: tells JSON that is not an object from text that is not
+ * JSON.  json-c needs the terminating NUL to end a bare scalar ("42"), so
+ * the line is parsed from a terminated copy. */
+static enum rec_err not_an_object(struct ndj_parser *p, const char *line,
+				  size_t len, char *msg, size_t msglen)
+{
+	char *copy = strndup(line, len);
+	enum json_tokener_error jerr = json_tokener_error_parse_unexpected;
+	json_object *o = NULL;
+
+	if (copy) {
+		json_tokener_reset(p->tok);
+		o = json_tokener_parse_ex(p->tok, copy, (int)len + 1);
+		jerr = json_tokener_get_error(p->tok);
+		json_object_put(o);
+		free(copy);
+	}
+	if (jerr == json_tokener_success)
+		return fail(REC_ERR_NOT_OBJECT, msg, msglen,
+			    "a record must be a JSON object");
+	return fail(REC_ERR_BAD_JSON, msg, msglen, "not JSON: %s",
+		    json_tokener_error_desc(jerr));
+}
+
 static enum rec_err tokenize(struct ndj_parser *p, const char *line,
 			     size_t len, char *msg, size_t msglen)
 {
@@ -319,14 +437,20 @@ static enum rec_err tokenize(struct ndj_parser *p, const char *line,
 	size_t end;
 
 	json_object_put(p->root);
+	p->root = NULL;
+	end = utf8_invalid_at((const unsigned char *)line, len);
+	if (end < len)
+		return fail(REC_ERR_BAD_UTF8, msg, msglen,
+			    "invalid UTF-8 at byte %zu", end);
+	if (has_nul_escape(line, len))
+		return fail(REC_ERR_BAD_FIELD, msg, msglen,
+			    "strings must not contain \\u0000");
+	if (first_char(line, len) != '{')
+		return not_an_object(p, line, len, msg, msglen);
 	json_tokener_reset(p->tok);
 	p->root = json_tokener_parse_ex(p->tok, line, (int)len);
 	jerr = json_tokener_get_error(p->tok);
 	if (!p->root) {
-		if (jerr == json_tokener_error_parse_utf8_string)
-			return fail(REC_ERR_BAD_UTF8, msg, msglen,
-				    "invalid UTF-8 at byte %zu",
-				    json_tokener_get_parse_end(p->tok));
 		return fail(REC_ERR_BAD_JSON, msg, msglen,
 			    "not JSON: %s at byte %zu",
 			    jerr == json_tokener_continue ?
@@ -359,7 +483,7 @@ enum rec_err ndj_parse(struct ndj_parser *p, const char *line, size_t len,
 		return e;
 	/* id first, so every later error can name the record. */
 	if (json_object_object_get_ex(p->root, "id", &v) &&
-	    (e = parse_id(p, v, r, msg, msglen)) != REC_OK)
+	    (e = parse_id(v, r, msg, msglen)) != REC_OK)
 		return e;
 	if (!json_object_object_get_ex(p->root, "model", &v) ||
 	    json_object_get_type(v) != json_type_string ||
@@ -376,9 +500,11 @@ enum rec_err ndj_parse(struct ndj_parser *p, const char *line, size_t len,
 	if (json_object_object_get_ex(p->root, "slice", &v) &&
 	    (e = parse_slice(v, r, msg, msglen)) != REC_OK)
 		return e;
-	if (json_object_object_get_ex(p->root, "ts", &v) &&
-	    (e = parse_ts(v, &r->ts_us, msg, msglen)) != REC_OK)
-		return e;
+	if (json_object_object_get_ex(p->root, "ts", &v)) {
+		if ((e = parse_ts(v, &r->ts_us, msg, msglen)) != REC_OK)
+			return e;
+		r->has_ts = true;
+	}
 	if (json_object_object_get_ex(p->root, "label", &v) &&
 	    (e = parse_label(v, r, msg, msglen)) != REC_OK)
 		return e;

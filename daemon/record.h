@@ -44,7 +44,8 @@ struct rec_label {
 struct record {
 	const char *model;
 	const char *id;			/* NULL when absent */
-	int64_t ts_us;			/* unix µs; 0 = absent (arrival time) */
+	bool has_ts;			/* false: arrival time stands in */
+	int64_t ts_us;			/* unix µs */
 	enum rec_role role;
 	const float *embedding;		/* NULL for a label-only record */
 	unsigned dim;

@@ -6,6 +6,7 @@
 
 #include "rng.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -196,10 +197,12 @@ static struct win_slice *slice_add(struct win_model *m, const char *key)
 
 struct win_model *win_model_new(const struct win_params *p)
 {
-	struct win_model *m = calloc(1, sizeof(*m));
+	struct win_model *m = NULL;
 	size_t i;
 
-	if (!m)
+	/* Tests need two reference rows; a window needs room for one. */
+	if (p->reference_size < 2 || p->dim == 0 || p->window_max == 0 ||
+	    !(m = calloc(1, sizeof(*m))))
 		return NULL;
 	m->p = *p;
 	m->p.slice_by = NULL;
@@ -216,6 +219,34 @@ struct win_model *win_model_new(const struct win_params *p)
 fail:
 	win_model_free(m);
 	return NULL;
+}
+
+int win_model_update(struct win_model *m, const struct win_params *p)
+{
+	size_t i;
+
+	/* Open windows were allocated for the old cap: grow them first. */
+	if (p->window_max > m->p.window_max) {
+		for (i = 0; i < m->n_slices; i++) {
+			struct win_slice *s = m->slices[i];
+			size_t rows = p->window_max > s->cur_n ? p->window_max :
+								 s->cur_n;
+			float *grown;
+
+			if (!s->cur)
+				continue;
+			grown = realloc(s->cur, rows * m->p.dim * sizeof(float));
+			if (!grown)
+				return -ENOMEM;
+			s->cur = grown;
+		}
+	}
+	m->p.window_size = p->window_size;
+	m->p.window_max = p->window_max;
+	m->p.window_min = p->window_min;
+	m->p.max_slices = p->max_slices;
+	m->p.seed = p->seed;
+	return 0;
 }
 
 void win_model_free(struct win_model *m)
@@ -278,6 +309,7 @@ static struct win_closed *close_window(struct win_model *m, struct win_slice *s)
 
 	if (!c || !(c->slice = strdup(s->key)))
 		goto fail;
+	c->slice_hash = s->hash;
 	c->ref_new = s->ref == NULL;
 	if (c->ref_new)
 		freeze_reference(s);
@@ -328,6 +360,14 @@ static enum rec_err add_live(struct win_model *m, struct win_slice *s,
 	}
 	if (s->cur_n == 0)
 		s->cur_start_us = s->cur_end_us = ts;
+	if (s->cur_n >= m->p.window_max) {
+		/* Only after a reload shrank the cap: close what is there. */
+		if (!(c = close_window(m, s)))
+			return REC_ERR_OVERSIZE;
+		c->next = *out;
+		*out = c;
+		return add_live(m, s, x, ts, out);
+	}
 	memcpy(s->cur + (size_t)s->cur_n++ * dim, x, dim * sizeof(float));
 	if (ts < s->cur_start_us)
 		s->cur_start_us = ts;
@@ -360,8 +400,9 @@ enum rec_err win_add(struct win_model *m, const struct record *r,
 			return REC_ERR_TOO_MANY_SLICES;
 		n = 2;
 	}
+	/* A slice about to be created takes reference records too. */
 	if (r->role == REC_REFERENCE && !takes_reference(targets[0]) &&
-	    (!targets[1] || !takes_reference(targets[1])))
+	    (n == 1 || (targets[1] && !takes_reference(targets[1]))))
 		return REC_ERR_REFERENCE_FROZEN;
 	if (n == 2 && !targets[1] && !(targets[1] = slice_add(m, key)))
 		return REC_ERR_OVERSIZE;

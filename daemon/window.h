@@ -42,6 +42,7 @@ struct win_params {
 struct win_closed {
 	struct win_closed *next;
 	char *slice;		/* canonical key, owned */
+	uint64_t slice_hash;	/* of the key: stable across runs */
 	int64_t window_id;
 	int64_t start_us, end_us;	/* min and max record ts */
 	unsigned n, dim;
@@ -54,8 +55,15 @@ void win_closed_free(struct win_closed *c);
 
 struct win_model;
 
-/* Copies what it needs from P.  NULL on allocation failure. */
+/* Copies what it needs from P.  NULL on allocation failure or when
+ * reference_size < 2, dim == 0 or window_max == 0. */
 struct win_model *win_model_new(const struct win_params *p);
+
+/* Applies new window sizes, window_min, max_slices and seed (a reload);
+ * dim, reference_size and slice_by must not change and are ignored.  Open
+ * windows keep their records: one already past a smaller window_size
+ * closes with its next record.  Returns 0 or -ENOMEM. */
+int win_model_update(struct win_model *m, const struct win_params *p);
 void win_model_free(struct win_model *m);
 
 /* Adds a validated record (dim already checked).  Windows that this record

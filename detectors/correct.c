@@ -66,11 +66,13 @@ int corr_threshold(enum corr_method method, const double *p, size_t n,
 		return -EINVAL;
 	if (!(r = rank_finite(p, n, &m)))
 		return -ENOMEM;
+	/* Same expression as corr_adjust's q-values, so that the two agree
+	 * to the last bit at exact boundaries. */
 	for (i = 0; i < m; i++)
-		if (r[i].p <= (double)(i + 1) * alpha / (double)m)
+		if (r[i].p * (double)m / (double)(i + 1) <= alpha)
 			k = i + 1;
+	*threshold = k ? r[k - 1].p : alpha / (double)(m ? m : 1);
 	free(r);
-	*threshold = (double)(k ? k : 1) * alpha / (double)(m ? m : 1);
 	return 0;
 }
 
@@ -86,8 +88,9 @@ int corr_adjust(enum corr_method method, const double *p, size_t n,
 	if (method == CORR_NONE || method == CORR_BONFERRONI) {
 		m = count_finite(p, n);
 		for (i = 0; i < n; i++)
-			adj[i] = method == CORR_NONE ? p[i] :
-				 fmin(1.0, p[i] * (double)m);
+			adj[i] = method == CORR_NONE || isnan(p[i]) ?
+					 p[i] :
+					 fmin(1.0, p[i] * (double)m);
 		return 0;
 	}
 	if (method != CORR_BH)

@@ -3,9 +3,10 @@
  *
  * Both procedures are expressed as one threshold on the raw p-values: a
  * hypothesis is rejected exactly when p <= threshold.  For Bonferroni that
- * is alpha/m; for Benjamini–Hochberg it is k·alpha/m with k the largest i
- * such that p_(i) <= i·alpha/m (alpha/m when there is none, which rejects
- * nothing).  NaN p-values (tests that did not run) are left out of m.
+ * is alpha/m; for Benjamini–Hochberg it is p_(k), the largest p-value the
+ * step-up procedure rejects (k the largest i with p_(i)·m/i <= alpha), or
+ * alpha/m when it rejects none.  NaN p-values (tests that did not run) are
+ * left out of m.
  * Pure: no globals, thread-safe; returns 0 or -EINVAL / -ENOMEM. */
 #ifndef DRIFTD_CORRECT_H
 #define DRIFTD_CORRECT_H

@@ -181,7 +181,7 @@ typedef void (*elem_fn)(struct builder *b, const struct store_test *t);
 static void elem_test(struct builder *b, const struct store_test *t) { add_quoted(b, t->test); }
 static void elem_statistic(struct builder *b, const struct store_test *t) { add_double(b, t->statistic, false); }
 static void elem_p_value(struct builder *b, const struct store_test *t) { add_double(b, t->p_value, true); }
-static void elem_threshold(struct builder *b, const struct store_test *t) { add_double(b, t->threshold, false); }
+static void elem_threshold(struct builder *b, const struct store_test *t) { add_double(b, t->threshold, true); }
 static void elem_drifted(struct builder *b, const struct store_test *t) { add(b, t->drifted ? "t" : "f", 1); }
 static void elem_effect(struct builder *b, const struct store_test *t) { add_double(b, t->effect, true); }
 static void elem_bandwidth(struct builder *b, const struct store_test *t) { add_double(b, t->bandwidth, true); }

@@ -41,7 +41,7 @@ struct store_test {
 	const char *test;     /* detector name as in the config, unique per window */
 	double statistic;
 	double p_value;       /* NaN: SQL NULL (test without p-value) */
-	double threshold;
+	double threshold;     /* NaN: SQL NULL (reported, not thresholded) */
 	bool drifted;         /* decision after correction */
 	double effect;        /* NaN: SQL NULL */
 	double bandwidth;     /* NaN: SQL NULL */

@@ -45,10 +45,11 @@ logs+=(build-asan/meson-logs/asan.json)
 
 if command -v clang >/dev/null; then
 	step "fuzzing, ${FUZZ_SECONDS}s per harness"
-	CC=clang setup build-fuzz -Dfuzz=true -Dtests=disabled \
-		-Db_lundef=false -Dbuildtype=debugoptimized || exit 1
+	CC=clang setup build-fuzz -Dfuzz=true -Dfuzz_seconds="$FUZZ_SECONDS" \
+		-Dtests=disabled -Db_lundef=false -Dbuildtype=debugoptimized ||
+		exit 1
 	ninja -C build-fuzz || exit 1
-	FUZZ_SECONDS=$FUZZ_SECONDS meson test -C build-fuzz --suite fuzz \
+	meson test -C build-fuzz --suite fuzz \
 		--print-errorlogs --num-processes 2 --logbase fuzz
 	[ -f build-fuzz/meson-logs/fuzz.json ] &&
 		logs+=(build-fuzz/meson-logs/fuzz.json)

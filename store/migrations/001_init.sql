@@ -42,7 +42,7 @@ CREATE TABLE driftd.test_results (
     test         text             NOT NULL,
     statistic    double precision NOT NULL,
     p_value      double precision,          -- NULL: the test has no p-value
-    threshold    double precision NOT NULL,
+    threshold    double precision,          -- NULL: reported, not thresholded
     drifted      boolean          NOT NULL, -- decision after correction
     effect       double precision,          -- NULL: no effect size
     seed         bigint           NOT NULL, -- the window's seed, as a signed 64-bit pattern

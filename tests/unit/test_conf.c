@@ -161,7 +161,8 @@ static void test_print_defaults(void **state)
     conf_print_defaults(f);
     fclose(f);
     assert_non_null(strstr(out, "\n[model.NAME]\n"));
-    assert_non_null(strstr(out, "; integer: 1..65536; required; restart to change\n;dim =\n"));
+    assert_non_null(strstr(out, "; integer: 1..65536; required; reloadable\n;dim =\n"));
+    assert_non_null(strstr(out, "; integer: 0..1024; restart to change\n;workers = 0\n"));
     assert_non_null(strstr(out, "; number: (0, 1); reloadable\n;alpha = 0.01\n"));
     assert_non_null(strstr(out, "; size: 1k..64M; reloadable\n;max_line = 1M\n"));
     assert_non_null(strstr(out, "; duration: 100ms..5m; reloadable\n;timeout = 10s\n"));
@@ -865,18 +866,19 @@ static void test_restart_keys(void **state)
     assert_int_equal(conf_restart_keys(a, a, buf, sizeof buf), 0);
     conf_free(b);
 
-    /* Reloadable changes (log_level, alpha, window.size) are not listed;
-     * models only in one of the two (new) are not compared. */
+    /* Reloadable changes (log_level, alpha, window.size, and dim and
+     * slice_by, which start the model over) are not listed; models only in
+     * one of the two (new) are not compared. */
     b = load_ok("[daemon]\nworkers = 3\nlog_level = debug\n[listen]\nhttp =\n"
                 "[store]\ndsn = y\n[model.m]\ndim = 8\nreference.size = 10\nwindow.size = 6\n"
                 "detectors = mmd\nslice_by = r\nalpha = 0.2\n"
                 "[model.new]\ndim = 2\nreference.size = 10\nwindow.size = 5\ndetectors = mmd\n");
-    assert_int_equal(conf_restart_keys(a, b, buf, sizeof buf), 5);
-    assert_string_equal(buf, "daemon.workers, listen.http, store.dsn, model.m.dim, model.m.slice_by");
+    assert_int_equal(conf_restart_keys(a, b, buf, sizeof buf), 3);
+    assert_string_equal(buf, "daemon.workers, listen.http, store.dsn");
     /* Truncated output still counts every key. */
-    assert_int_equal(conf_restart_keys(a, b, buf, 20), 5);
+    assert_int_equal(conf_restart_keys(a, b, buf, 20), 3);
     assert_string_equal(buf, "daemon.workers, lis");
-    assert_int_equal(conf_restart_keys(a, b, NULL, 0), 5);
+    assert_int_equal(conf_restart_keys(a, b, NULL, 0), 3);
     conf_free(a);
     conf_free(b);
 }
