@@ -281,6 +281,10 @@ static const struct key_def keys[] = {
     { .sect = SK_WEBHOOK, .name = "ca_file", .type = KT_STRING, .off = W_(ca_file, char *),
       .def = "", .min = 0, .max = PATH_MAX - 1, .check = check_path, .reload = true,
       .doc = "PEM file of CA certificates trusted for https; empty = the system store" },
+    { .sect = SK_WEBHOOK, .name = "payload.max_slices", .type = KT_UINT,
+      .off = W_(payload_max_slices, unsigned), .def = "1000", .min = 1, .max = 100000,
+      .reload = true,
+      .doc = "slices listed in one event body; further ones are only counted (slices_total)" },
 };
 
 #define N_KEYS ARRAY_SIZE(keys)

@@ -84,6 +84,7 @@ struct conf_webhook {
     unsigned events;               /* CONF_EV_* mask, never 0 */
     unsigned allow_addresses;      /* CONF_ALLOW_* mask; 0 = public addresses only */
     char *ca_file;                 /* PEM CA bundle for https; NULL = system store */
+    unsigned payload_max_slices;   /* slices listed in one event; the rest are counted */
 };
 
 struct conf {

@@ -48,6 +48,21 @@ struct store_test {
 	unsigned permutations; /* 0: SQL NULL */
 };
 
+/* A webhook event for the outbox (docs/webhooks.md).  Written in the same
+ * statement, so the same transaction, as the window that carries it. */
+struct store_event {
+	const char *id;        /* webhook-id, unique: a replay is recognised by it */
+	const char *endpoint;  /* [webhook.NAME] */
+	const char *type;      /* drift.detected, calibration.degraded, ..., test */
+	const char *model;     /* NULL: none (test events) */
+	const char *body;      /* JSON, stored, signed and sent byte for byte */
+	int64_t created_us;    /* raised at; cooldowns count from here */
+	uint64_t cooldown_us;  /* an earlier unsuppressed event of this endpoint,
+				* model and type less than this before it makes
+				* this one "suppressed" (recorded, never sent);
+				* 0 = never suppressed */
+};
+
 struct store_window {
 	const char *model, *slice;
 	int64_t window_id;        /* never reuse one: a replay is recognised by it */
@@ -57,6 +72,8 @@ struct store_window {
 	uint64_t seed;            /* stored as bigint with the same 64 bits */
 	const struct store_test *tests;
 	size_t n_tests;           /* may be 0 */
+	const struct store_event *events; /* outbox rows this result raises */
+	size_t n_events;          /* may be 0 */
 };
 
 enum store_persist {

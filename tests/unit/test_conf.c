@@ -242,6 +242,7 @@ static void test_full_file(void **state)
     assert_int_equal(w->events, CONF_EV_DRIFT | CONF_EV_COLLAPSE);
     assert_int_equal(w->allow_addresses, CONF_ALLOW_LOOPBACK | CONF_ALLOW_PRIVATE);
     assert_string_equal(w->ca_file, "/etc/driftd/ca.pem");
+    assert_int_equal(w->payload_max_slices, 7);
     conf_free(c);
 }
 
@@ -307,6 +308,7 @@ static void test_webhook_defaults(void **state)
     assert_int_equal(w->events, CONF_EV_DRIFT | CONF_EV_CALIBRATION | CONF_EV_COLLAPSE);
     assert_int_equal(w->allow_addresses, 0);
     assert_null(w->ca_file);
+    assert_int_equal(w->payload_max_slices, 1000);
     assert_null(conf_webhook_find(c, "x"));
     assert_null(conf_model_find(c, "w"));
     conf_free(c);
