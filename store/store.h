@@ -27,6 +27,9 @@ enum store_state {
 
 /* Levels are syslog's (LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG). */
 typedef void (*store_log_fn)(void *arg, int level, const char *msg);
+/* Outbox rows committed by one write: QUEUED to be sent, SUPPRESSED by a
+ * cooldown (replays count 0). */
+typedef void (*store_events_fn)(void *arg, unsigned queued, unsigned suppressed);
 
 /* Zero fields take the defaults shown. */
 struct store_opts {
@@ -35,6 +38,7 @@ struct store_opts {
 	unsigned max_pending;        /* 10000 windows queued, beyond: -ENOBUFS */
 	uint64_t migrate_timeout_us; /* 10 min: advisory lock wait and each migration */
 	store_log_fn log;            /* NULL: silent; called with the store's arg */
+	store_events_fn events;      /* NULL: not told; called with the store's arg */
 };
 
 struct store_test {
@@ -114,11 +118,14 @@ int store_start(struct store *s);
  * dropped, so one bad row cannot stall the queue (see store_dropped()).
  * -EINVAL: malformed input (empty names, end < start, times outside
  * 1970..9999, duplicate test names, RAW without data, counts over INT32_MAX,
- * dim 0); -E2BIG: RAW data of 1 GiB or more; -ENOBUFS: max_pending windows
+ * dim 0, an event without id, endpoint, type or body); -E2BIG: RAW data of 1 GiB or more; -ENOBUFS: max_pending windows
  * are queued (references do not count); -EPIPE: the store is CLOSED;
  * -ENOMEM. */
 int store_put_reference(struct store *s, const struct store_reference *r);
 int store_put_window(struct store *s, const struct store_window *w);
+/* Outbox rows not tied to a window (test events); n >= 1.  Counts against
+ * max_pending like a window. */
+int store_put_events(struct store *s, const struct store_event *ev, size_t n);
 
 size_t store_pending(const struct store *s);   /* queued writes, any kind */
 enum store_state store_get_state(const struct store *s);
