@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf.h"
 #include "engine.h"
+#include "hook.h"
 #include "stats.h"
 #include "store.h"
 #include "workers.h"
@@ -109,6 +111,7 @@ static void write_metrics(const struct http_srv *h, struct evbuffer *b)
 	header(b, "driftd_model_windows_total", "counter",
 	       "Windows closed per model.");
 	eng_foreach_model(h->ctx.eng, model_metrics, b);
+	hook_write_metrics(h->ctx.hook, b);
 }
 
 static void send_text(struct evhttp_request *req, int code, const char *reason,
@@ -119,12 +122,53 @@ static void send_text(struct evhttp_request *req, int code, const char *reason,
 	evhttp_send_reply(req, code, reason, body);
 }
 
+/* POST /v1/webhooks/NAME/test: queue a signed test event (driftctl
+ * webhooks test).  202 with its webhook-id; the delivery shows in
+ * driftd.webhook_deliveries. */
+static void webhook_test(struct http_srv *h, struct evhttp_request *req,
+			 const char *name, size_t len, struct evbuffer *b)
+{
+	char endpoint[CONF_NAME_MAX + 1], id[HOOKEV_ID_LEN + 1];
+	int rc = len <= CONF_NAME_MAX ? 0 : -ENOENT;
+
+	snprintf(endpoint, sizeof(endpoint), "%.*s", (int)len, name);
+	if (rc == 0)
+		rc = hook_send_test(h->ctx.hook, h->ctx.store, endpoint, id);
+	if (rc == 0) {
+		evbuffer_add_printf(b, "{\"id\":\"%s\",\"endpoint\":\"%s\"}\n", id, endpoint);
+		send_text(req, 202, "Accepted", "application/json", b);
+	} else if (rc == -ENOENT) {
+		evbuffer_add_printf(b, "{\"error\":\"no [webhook.%.*s] in the configuration\"}\n",
+				    (int)strcspn(endpoint, "\"\\"), endpoint);
+		send_text(req, HTTP_NOTFOUND, "Not Found", "application/json", b);
+	} else {
+		evbuffer_add_printf(b, "{\"error\":\"cannot queue the event: %s\"}\n",
+				    strerror(-rc));
+		send_text(req, HTTP_SERVUNAVAIL, "Service Unavailable", "application/json", b);
+	}
+}
+
+/* NAME of /v1/webhooks/NAME/test, or NULL. */
+static const char *webhook_test_name(const char *path, size_t *len)
+{
+	static const char prefix[] = "/v1/webhooks/", suffix[] = "/test";
+	size_t n = strlen(path);
+
+	if (n <= strlen(prefix) + strlen(suffix) || strncmp(path, prefix, strlen(prefix)) ||
+	    strcmp(path + n - strlen(suffix), suffix))
+		return NULL;
+	*len = n - strlen(prefix) - strlen(suffix);
+	return memchr(path + strlen(prefix), '/', *len) ? NULL : path + strlen(prefix);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
 	struct http_srv *h = arg;
 	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	struct evbuffer *b = evbuffer_new();
 	bool get = evhttp_request_get_command(req) == EVHTTP_REQ_GET;
+	const char *hook_name;
+	size_t hook_len = 0;
 
 	if (!b) {
 		evhttp_send_error(req, HTTP_SERVUNAVAIL, "out of memory");
@@ -146,6 +190,8 @@ static void on_request(struct evhttp_request *req, void *arg)
 		evbuffer_add_printf(b, ready ? "ready\n" : "not ready\n");
 		send_text(req, ready ? HTTP_OK : HTTP_SERVUNAVAIL,
 			  ready ? "OK" : "Service Unavailable", "text/plain", b);
+	} else if (!get && (hook_name = webhook_test_name(path, &hook_len))) {
+		webhook_test(h, req, hook_name, hook_len, b);
 	} else {
 		evbuffer_add_printf(b, "no such endpoint: %s\n", path);
 		send_text(req, HTTP_NOTFOUND, "Not Found", "text/plain", b);

@@ -1,5 +1,5 @@
-/* The HTTP side port (prefix http_): /healthz, /readyz and /metrics in
- * the Prometheus text format.  evhttp on the loop thread, with header,
+/* The HTTP side port (prefix http_): /healthz, /readyz, /metrics in the
+ * Prometheus text format, and POST /v1/webhooks/NAME/test.  evhttp on the loop thread, with header,
  * body and time limits on every connection. */
 #ifndef DRIFTD_HTTP_H
 #define DRIFTD_HTTP_H
@@ -8,6 +8,7 @@
 
 struct event_base;
 struct eng;
+struct hook;
 struct store;
 struct wq;
 
@@ -15,6 +16,7 @@ struct http_ctx {
 	struct eng *eng;
 	struct store *store;
 	struct wq *wq;
+	struct hook *hook;		/* POST /v1/webhooks/NAME/test, metrics */
 	bool (*is_ready)(void *arg);	/* listeners up, store reachable */
 	void *arg;
 };

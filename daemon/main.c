@@ -14,6 +14,7 @@
 #include "conf.h"
 #include "config.h"
 #include "engine.h"
+#include "hook.h"
 #include "http.h"
 #include "ingest.h"
 #include "log.h"
@@ -34,6 +35,7 @@ struct daemon {
 	const char *config_path;
 	struct wq *wq;
 	struct store *store;
+	struct hook *hook;
 	struct eng *eng;
 	struct ing *ing;
 	struct http_srv *http;
@@ -135,6 +137,7 @@ static void on_store_state(void *arg, enum store_state s, const char *why)
 	char status[256];
 
 	if (s == STORE_READY && !d->ready && !d->stopping) {
+		hook_start(d->hook);
 		if (open_listeners(d) < 0) {
 			log_err("cannot start listeners");
 			d->exit_code = 1;
@@ -161,6 +164,13 @@ static void on_store_seq(void *arg, const char *model, const char *slice,
 	eng_resume(d->eng, model, slice, max_window_id);
 }
 
+static void on_store_events(void *arg, unsigned queued, unsigned suppressed)
+{
+	struct daemon *d = arg;
+
+	hook_events_written(d->hook, queued, suppressed);
+}
+
 static void on_store_log(void *arg, int level, const char *msg)
 {
 	log_msg((enum log_level)level, "database: %s", msg);
@@ -180,17 +190,18 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
 	size_t conns = ing_connections(d->ing), evals = eng_in_flight(d->eng),
-	       pending = store_pending(d->store);
+	       pending = store_pending(d->store), hooks = hook_busy(d->hook);
 
-	if (conns == 0 && evals == 0 && pending == 0) {
+	if (conns == 0 && evals == 0 && pending == 0 && hooks == 0) {
 		log_notice("stopped cleanly");
 		event_base_loopexit(d->base, NULL);
 		return;
 	}
 	if (now_ms() >= d->drain_deadline_ms) {
-		log_warning("shutdown timeout: %zu connections, %zu evaluations "
-			    "and %zu database writes abandoned",
-			    conns, evals, pending);
+		log_warning("shutdown timeout: %zu connections, %zu evaluations, "
+			    "%zu database writes and %zu webhook attempts abandoned "
+			    "(those are sent again after restart)",
+			    conns, evals, pending, hooks);
 		event_base_loopexit(d->base, NULL);
 	}
 }
@@ -201,11 +212,13 @@ static void begin_shutdown(struct daemon *d)
 
 	d->stopping = true;
 	svc_stopping();
-	log_notice("stopping: draining connections, detector jobs and "
-		   "database writes (at most %llus); signal again to exit now",
+	log_notice("stopping: draining connections, detector jobs, database "
+		   "writes and webhook attempts (at most %llus); signal again "
+		   "to exit now",
 		   (unsigned long long)(d->conf->shutdown_timeout_us / 1000000u));
 	ing_stop_accepting(d->ing);
 	ing_close_all(d->ing);
+	hook_stop(d->hook);
 	d->drain_deadline_ms = now_ms() + d->conf->shutdown_timeout_us / 1000u;
 	d->drain_timer = event_new(d->base, -1, EV_PERSIST, on_drain_tick, d);
 	if (!d->drain_timer || event_add(d->drain_timer, &poll) < 0)
@@ -257,6 +270,8 @@ static void reload(struct daemon *d)
 		svc_ready("reload refused, see log");
 		return;
 	}
+	if (hook_reconfigure(d->hook, next) < 0)
+		log_err("reload: out of memory; webhooks keep their old endpoints");
 	if (conf_restart_keys(d->conf, next, keys, sizeof(keys)))
 		log_warning("reload: these keys change only after a restart: %s",
 			    keys);
@@ -300,6 +315,7 @@ static int setup(struct daemon *d)
 		.query_timeout_us = d->conf->query_timeout_us,
 		.max_pending = d->conf->max_pending,
 		.log = on_store_log,
+		.events = on_store_events,
 	};
 	struct http_ctx hc;
 
@@ -315,11 +331,13 @@ static int setup(struct daemon *d)
 	d->wq = wq_new(d->base, d->conf->workers);
 	d->store = store_new(d->base, d->conf->dsn, &so, on_store_state,
 			     on_store_seq, d);
-	if (!d->wq || !d->store)
+	d->hook = d->store ? hook_new(d->base, d->conf) : NULL;
+	if (!d->wq || !d->store || !d->hook)
 		goto oom;
 	d->eng = eng_new(d->base, d->wq, d->store, d->conf);
 	d->ing = d->eng ? ing_new(d->base, d->eng) : NULL;
-	hc = (struct http_ctx){ d->eng, d->store, d->wq, is_ready, d };
+	hc = (struct http_ctx){ .eng = d->eng, .store = d->store, .wq = d->wq,
+				.hook = d->hook, .is_ready = is_ready, .arg = d };
 	d->http = http_new(d->base, &hc);
 	if (!d->eng || !d->ing || !d->http)
 		goto oom;
@@ -344,6 +362,7 @@ static void teardown(struct daemon *d)
 	ing_free(d->ing);
 	http_free(d->http);
 	eng_free(d->eng);
+	hook_free(d->hook);
 	store_free(d->store);
 	for (i = 0; i < d->n_ingest_fds; i++)
 		close(d->ingest_fds[i]);

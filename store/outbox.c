@@ -234,6 +234,8 @@ static void on_pgq(void *arg, enum pgq_event ev, PGresult *res, const char *why)
 	case PGQ_UP:
 		o->up = true;
 		send_next(o);
+		if (o->opts.up)
+			o->opts.up(o->arg);
 		break;
 	case PGQ_DOWN:
 		olog(o, LOG_WARNING, "outbox: database: %s", why);

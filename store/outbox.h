@@ -57,6 +57,7 @@ struct outbox_opts {
 	uint64_t query_timeout_us;	/* 10 s */
 	unsigned max_pending;		/* 10000 attempts queued; beyond: -ENOBUFS */
 	void (*log)(void *arg, int level, const char *msg); /* syslog levels */
+	void (*up)(void *arg);		/* (re)connected: claims can go out */
 };
 
 /* NULL on allocation failure.  o may be NULL. */
