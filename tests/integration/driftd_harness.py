@@ -95,6 +95,8 @@ class Driftd:
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self.notify_path)
         env = dict(os.environ, NOTIFY_SOCKET=self.notify_path)
+        if getattr(self, "log", None):
+            self.log.close()
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([DRIFTD, "--config", self.config],
                                      stdout=self.log, stderr=self.log, env=env)
