@@ -19,6 +19,7 @@
 #include "engine.h"
 #include "latest.h"
 #include "reader.h"
+#include "reqparse.h"
 
 struct api_call {
 	LIST_ENTRY(api_call) link;
@@ -58,102 +59,6 @@ void api_free(struct api *a)
 	free(a);
 }
 
-/* ---- time ---- */
-
-static bool digits(const char **s, int n, int *v)
-{
-	*v = 0;
-	for (int i = 0; i < n; i++, (*s)++) {
-		if (!isdigit((unsigned char)**s))
-			return false;
-		*v = *v * 10 + (**s - '0');
-	}
-	return true;
-}
-
-/* Fraction digits after a '.', as µs (extra digits truncated). */
-static bool fraction(const char **s, int64_t *us)
-{
-	int64_t scale = 100000;
-
-	*us = 0;
-	if (**s != '.')
-		return true;
-	if (!isdigit((unsigned char)*++*s))
-		return false;
-	for (; isdigit((unsigned char)**s); (*s)++, scale /= 10)
-		*us += (**s - '0') * scale;
-	return true;
-}
-
-static int parse_unix(const char *s, int64_t *us)
-{
-	int64_t sec = 0, frac;
-
-	for (; isdigit((unsigned char)*s); s++) {
-		if (sec > 9000000000000LL)
-			return -EINVAL;
-		sec = sec * 10 + (*s - '0');
-	}
-	if (!fraction(&s, &frac) || *s)
-		return -EINVAL;
-	*us = sec * 1000000 + frac;
-	return 0;
-}
-
-int api_parse_time(const char *s, int64_t *us)
-{
-	struct tm tm = { 0 };
-	int Y, M, D, h, m, sec, oh = 0, om = 0, sign = 0;
-	int64_t frac, t;
-
-	if (!s || !*s)
-		return -EINVAL;
-	if (strlen(s) < 20 || s[4] != '-')
-		return isdigit((unsigned char)*s) ? parse_unix(s, us) : -EINVAL;
-	if (!digits(&s, 4, &Y) || *s++ != '-' || !digits(&s, 2, &M) ||
-	    *s++ != '-' || !digits(&s, 2, &D) || (*s != 'T' && *s != 't' && *s != ' ') ||
-	    !(s++, digits(&s, 2, &h)) || *s++ != ':' || !digits(&s, 2, &m) ||
-	    *s++ != ':' || !digits(&s, 2, &sec) || !fraction(&s, &frac))
-		return -EINVAL;
-	if (*s == 'Z' || *s == 'z') {
-		s++;
-	} else if (*s == '+' || *s == '-') {
-		sign = *s++ == '-' ? -1 : 1;
-		if (!digits(&s, 2, &oh) || *s++ != ':' || !digits(&s, 2, &om) ||
-		    oh > 23 || om > 59)
-			return -EINVAL;
-	} else {
-		return -EINVAL;
-	}
-	if (*s || Y < 1970 || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 ||
-	    m > 59 || sec > 60)
-		return -EINVAL;
-	tm.tm_year = Y - 1900;
-	tm.tm_mon = M - 1;
-	tm.tm_mday = D;
-	tm.tm_hour = h;
-	tm.tm_min = m;
-	tm.tm_sec = sec;
-	t = (int64_t)timegm(&tm) - sign * (oh * 3600 + om * 60);
-	if (tm.tm_mday != D)	/* timegm normalised Feb 30 into March */
-		return -EINVAL;
-	*us = t * 1000000 + frac;
-	return 0;
-}
-
-void api_format_time(int64_t us, char *buf, size_t len)
-{
-	time_t sec = (time_t)(us >= 0 ? us / 1000000 : (us - 999999) / 1000000);
-	long frac = (long)(us - (int64_t)sec * 1000000);
-	struct tm tm;
-	char day[24];
-
-	gmtime_r(&sec, &tm);
-	strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, len, "%s.%06ldZ", day, frac);
-}
-
 /* ---- JSON ---- */
 
 /* The shortest of %.15g / %.17g that reads back exactly; null for NaN. */
@@ -173,7 +78,7 @@ static json_object *jtime(int64_t us)
 {
 	char s[40];
 
-	api_format_time(us, s, sizeof(s));
+	rq_format_time(us, s, sizeof(s));
 	return json_object_new_string(s);
 }
 
@@ -450,7 +355,7 @@ static bool history_params(struct evhttp_request *req, struct evkeyvalq *kv,
 		} else if (!strcmp(p->key, "since") || !strcmp(p->key, "until")) {
 			int64_t *t = p->key[0] == 's' ? &q->since_us : &q->until_us;
 
-			if (api_parse_time(p->value, t) < 0) {
+			if (rq_parse_time(p->value, t) < 0) {
 				http_error_json(req, 400, "%s: not an RFC 3339 time or "
 						"unix seconds: \"%.64s\"", p->key, p->value);
 				return false;

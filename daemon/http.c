@@ -19,6 +19,7 @@
 #include "latest.h"
 #include "prom.h"
 #include "reader.h"
+#include "reqparse.h"
 #include "stats.h"
 #include "store.h"
 #include "workers.h"
@@ -444,34 +445,6 @@ static const struct route {
 	{ EVHTTP_REQ_GET, "/v1/models/{m}/history", api_history },
 };
 
-int http_match(const char *pattern, const char *path, char *buf, size_t len,
-	       const char **args)
-{
-	int n = 0;
-
-	while (*pattern && *path) {
-		if (*pattern == '{') {
-			size_t seg = strcspn(path, "/");
-
-			if (seg == 0 || seg + 1 > len || n == HTTP_MAX_ARGS)
-				return -1;
-			memcpy(buf, path, seg);
-			buf[seg] = '\0';
-			args[n++] = buf;
-			buf += seg + 1;
-			len -= seg + 1;
-			path += seg;
-			pattern = strchr(pattern, '}');
-			if (!pattern)
-				return -1;
-			pattern++;
-		} else if (*pattern++ != *path++) {
-			return -1;
-		}
-	}
-	return *pattern || *path ? -1 : n;
-}
-
 static void on_request(struct evhttp_request *req, void *arg)
 {
 	struct http_srv *h = arg;
@@ -487,7 +460,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 		return;
 	}
 	for (i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-		if (http_match(routes[i].pattern, path, buf, sizeof(buf), args) < 0)
+		if (rq_match(routes[i].pattern, path, buf, sizeof(buf), args) < 0)
 			continue;
 		if (routes[i].method == method) {
 			routes[i].fn(h, req, args);

@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "reqparse.h"
+
 struct api;
 struct conf;
 struct eng;
@@ -34,7 +36,7 @@ struct http_srv;
 
 /* A route's handler.  ARGS holds the path's {name} segments in pattern
  * order.  It must answer REQ, now or later (see api.c). */
-#define HTTP_MAX_ARGS 4
+#define HTTP_MAX_ARGS RQ_MAX_ARGS
 typedef void (*http_fn)(struct http_srv *h, struct evhttp_request *req,
 			const char *const *args);
 
@@ -52,11 +54,5 @@ void http_reply(struct evhttp_request *req, int code, const char *ctype,
 /* {"error": MESSAGE} with CODE. */
 void http_error_json(struct evhttp_request *req, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-
-/* Matches PATH against PATTERN segment by segment; "{x}" takes one
- * non-empty segment, copied into BUF (ARGS point into it).  Pure, for the
- * route table and its tests.  Returns the number of arguments, or -1. */
-int http_match(const char *pattern, const char *path, char *buf, size_t len,
-	       const char **args);
 
 #endif

@@ -6,6 +6,8 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 const double prom_bucket_bounds[PROM_BUCKETS] = {
 	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -28,8 +30,19 @@ void prom_observe_us(struct prom_hist *h, uint64_t us)
 	prom_observe(h, (double)us / 1e6);
 }
 
+/* The shorter of %.15g and %.17g that reads back as V. */
+static const char *shortest(double v, char *buf, size_t len)
+{
+	snprintf(buf, len, "%.15g", v);
+	if (strtod(buf, NULL) != v)
+		snprintf(buf, len, "%.17g", v);
+	return buf;
+}
+
 static void put_value(struct evbuffer *b, double v)
 {
+	char buf[32];
+
 	if (isnan(v))
 		evbuffer_add_printf(b, " NaN\n");
 	else if (isinf(v))
@@ -37,7 +50,7 @@ static void put_value(struct evbuffer *b, double v)
 	else if (fabs(v) < 9e15 && v == (double)(int64_t)v)
 		evbuffer_add_printf(b, " %" PRId64 "\n", (int64_t)v);
 	else
-		evbuffer_add_printf(b, " %.17g\n", v);
+		evbuffer_add_printf(b, " %s\n", shortest(v, buf, sizeof(buf)));
 }
 
 /* Label values are arbitrary UTF-8 from clients (slice labels). */

@@ -13,8 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
-#include "http.h"
+#include "reqparse.h"
 #include "latest.h"
 #include "prom.h"
 #include "stats.h"
@@ -148,52 +147,52 @@ static void test_latest_keeps_newest_sorted(void **state)
 
 static void test_route_match(void **state)
 {
-	const char *args[HTTP_MAX_ARGS];
+	const char *args[RQ_MAX_ARGS];
 	char buf[64];
 
-	assert_int_equal(http_match("/metrics", "/metrics", buf, sizeof(buf), args), 0);
-	assert_int_equal(http_match("/metrics", "/metrics/", buf, sizeof(buf), args), -1);
-	assert_int_equal(http_match("/", "/", buf, sizeof(buf), args), 0);
-	assert_int_equal(http_match("/", "/x", buf, sizeof(buf), args), -1);
-	assert_int_equal(http_match("/v1/models/{m}/status",
+	assert_int_equal(rq_match("/metrics", "/metrics", buf, sizeof(buf), args), 0);
+	assert_int_equal(rq_match("/metrics", "/metrics/", buf, sizeof(buf), args), -1);
+	assert_int_equal(rq_match("/", "/", buf, sizeof(buf), args), 0);
+	assert_int_equal(rq_match("/", "/x", buf, sizeof(buf), args), -1);
+	assert_int_equal(rq_match("/v1/models/{m}/status",
 				    "/v1/models/search-encoder/status", buf,
 				    sizeof(buf), args), 1);
 	assert_string_equal(args[0], "search-encoder");
-	assert_int_equal(http_match("/v1/models/{m}/status", "/v1/models//status",
+	assert_int_equal(rq_match("/v1/models/{m}/status", "/v1/models//status",
 				    buf, sizeof(buf), args), -1);
-	assert_int_equal(http_match("/v1/models/{m}/status", "/v1/models/a/b/status",
+	assert_int_equal(rq_match("/v1/models/{m}/status", "/v1/models/a/b/status",
 				    buf, sizeof(buf), args), -1);
-	assert_int_equal(http_match("/v1/models/{m}", "/v1/models/a/status",
+	assert_int_equal(rq_match("/v1/models/{m}", "/v1/models/a/status",
 				    buf, sizeof(buf), args), -1);
-	assert_int_equal(http_match("/a/{x}/b/{y}", "/a/1/b/22", buf,
+	assert_int_equal(rq_match("/a/{x}/b/{y}", "/a/1/b/22", buf,
 				    sizeof(buf), args), 2);
 	assert_string_equal(args[0], "1");
 	assert_string_equal(args[1], "22");
 	/* A segment longer than the buffer is refused, not truncated. */
-	assert_int_equal(http_match("/a/{x}", "/a/0123456789", buf, 8, args), -1);
+	assert_int_equal(rq_match("/a/{x}", "/a/0123456789", buf, 8, args), -1);
 }
 
 static void test_parse_time(void **state)
 {
 	int64_t us;
 
-	assert_int_equal(api_parse_time("2026-11-29T12:00:00Z", &us), 0);
+	assert_int_equal(rq_parse_time("2026-11-29T12:00:00Z", &us), 0);
 	assert_int_equal(us, INT64_C(1795953600) * 1000000);
-	assert_int_equal(api_parse_time("2026-11-29T13:30:00.25+01:30", &us), 0);
+	assert_int_equal(rq_parse_time("2026-11-29T13:30:00.25+01:30", &us), 0);
 	assert_int_equal(us, INT64_C(1795953600) * 1000000 + 250000);
-	assert_int_equal(api_parse_time("2026-11-29T12:00:00.1234567Z", &us), 0);
+	assert_int_equal(rq_parse_time("2026-11-29T12:00:00.1234567Z", &us), 0);
 	assert_int_equal(us % 1000000, 123456);
-	assert_int_equal(api_parse_time("1795953600", &us), 0);
+	assert_int_equal(rq_parse_time("1795953600", &us), 0);
 	assert_int_equal(us, INT64_C(1795953600) * 1000000);
-	assert_int_equal(api_parse_time("1795953600.5", &us), 0);
+	assert_int_equal(rq_parse_time("1795953600.5", &us), 0);
 	assert_int_equal(us, INT64_C(1795953600) * 1000000 + 500000);
-	assert_int_equal(api_parse_time("", &us), -EINVAL);
-	assert_int_equal(api_parse_time("yesterday", &us), -EINVAL);
-	assert_int_equal(api_parse_time("2026-11-29T12:00:00", &us), -EINVAL);
-	assert_int_equal(api_parse_time("2026-02-30T12:00:00Z", &us), -EINVAL);
-	assert_int_equal(api_parse_time("2026-11-29T12:00:00Zx", &us), -EINVAL);
-	assert_int_equal(api_parse_time("12x", &us), -EINVAL);
-	assert_int_equal(api_parse_time("1.", &us), -EINVAL);
+	assert_int_equal(rq_parse_time("", &us), -EINVAL);
+	assert_int_equal(rq_parse_time("yesterday", &us), -EINVAL);
+	assert_int_equal(rq_parse_time("2026-11-29T12:00:00", &us), -EINVAL);
+	assert_int_equal(rq_parse_time("2026-02-30T12:00:00Z", &us), -EINVAL);
+	assert_int_equal(rq_parse_time("2026-11-29T12:00:00Zx", &us), -EINVAL);
+	assert_int_equal(rq_parse_time("12x", &us), -EINVAL);
+	assert_int_equal(rq_parse_time("1.", &us), -EINVAL);
 }
 
 static void test_format_time(void **state)
@@ -201,11 +200,11 @@ static void test_format_time(void **state)
 	char buf[40];
 	int64_t back;
 
-	api_format_time(INT64_C(1795953600) * 1000000 + 7, buf, sizeof(buf));
+	rq_format_time(INT64_C(1795953600) * 1000000 + 7, buf, sizeof(buf));
 	assert_string_equal(buf, "2026-11-29T12:00:00.000007Z");
-	assert_int_equal(api_parse_time(buf, &back), 0);
+	assert_int_equal(rq_parse_time(buf, &back), 0);
 	assert_int_equal(back, INT64_C(1795953600) * 1000000 + 7);
-	api_format_time(-1, buf, sizeof(buf));
+	rq_format_time(-1, buf, sizeof(buf));
 	assert_string_equal(buf, "1969-12-31T23:59:59.999999Z");
 }
 
