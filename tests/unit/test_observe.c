@@ -42,12 +42,16 @@ static void test_prom_sample_escapes_labels(void **state)
 	prom_sample(b, "m", NAN, "k", "", NULL);
 	prom_sample(b, "m", -INFINITY, NULL);
 	prom_sample(b, "m", 1e300, NULL);
+	prom_sample(b, "m", 0.1, NULL);
+	prom_sample(b, "m", 1.0 / 3, NULL);
 	s = text_of(b);
 	assert_string_equal(s, "m{model=\"enc\",slice=\"a=\\\"x\\\\y\\\"\\nz\"} 1.5\n"
 			       "m 3\n"
 			       "m{k=\"\"} NaN\n"
 			       "m -Inf\n"
-			       "m 1.0000000000000001e+300\n");
+			       "m 1e+300\n"
+			       "m 0.1\n"
+			       "m 0.33333333333333331\n");
 	free(s);
 	evbuffer_free(b);
 }
