@@ -9,6 +9,9 @@
 #include <string.h>
 #include <time.h>
 
+/* 9999-12-31T23:59:59Z, the last second RFC 3339 can write. */
+#define UNIX_MAX_S INT64_C(253402300799)
+
 int rq_match(const char *pattern, const char *path, char *buf, size_t len,
 	     const char **args)
 {
@@ -69,9 +72,9 @@ static int parse_unix(const char *s, int64_t *us)
 	int64_t sec = 0, frac;
 
 	for (; isdigit((unsigned char)*s); s++) {
-		if (sec > 9000000000000LL)
-			return -EINVAL;
 		sec = sec * 10 + (*s - '0');
+		if (sec > UNIX_MAX_S)
+			return -EINVAL;
 	}
 	if (!fraction(&s, &frac) || *s)
 		return -EINVAL;

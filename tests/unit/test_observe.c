@@ -197,6 +197,10 @@ static void test_parse_time(void **state)
 	assert_int_equal(rq_parse_time("2026-11-29T12:00:00Zx", &us), -EINVAL);
 	assert_int_equal(rq_parse_time("12x", &us), -EINVAL);
 	assert_int_equal(rq_parse_time("1.", &us), -EINVAL);
+	/* Beyond year 9999: refused, not overflowed (found by fuzzing). */
+	assert_int_equal(rq_parse_time("253402300799", &us), 0);
+	assert_int_equal(rq_parse_time("253402300800", &us), -EINVAL);
+	assert_int_equal(rq_parse_time("17959536001795", &us), -EINVAL);
 }
 
 static void test_format_time(void **state)
