@@ -242,7 +242,7 @@ static void deliver(struct rdr *r, struct rdr_req *q, const PGresult *res)
 static void on_result(struct rdr *r, PGresult *res)
 {
 	struct rdr_req *q = TAILQ_FIRST(&r->queue);
-	const char *msg;
+	const char *msg, *code;
 
 	if (r->state == RD_SETUP) {
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
@@ -265,8 +265,11 @@ static void on_result(struct rdr *r, PGresult *res)
 	if (q->fn && PQresultStatus(res) == PGRES_TUPLES_OK) {
 		deliver(r, q, res);
 	} else if (q->fn) {
+		/* The server's statement_timeout may beat our own deadline. */
+		code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 		msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-		q->fn(q->arg, -EIO, msg ? msg : "query failed", NULL, 0, false);
+		q->fn(q->arg, code && !strcmp(code, "57014") ? -ETIMEDOUT : -EIO,
+		      msg ? msg : "query failed", NULL, 0, false);
 	}
 	req_free(q);
 	send_next(r);

@@ -17,7 +17,7 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from driftd_harness import Env, model_section
+from driftd_harness import DRIFTD, Env, model_section
 from observe_fixture import (DRIFTING, SLICES, SOURCE_ROOT, WINDOWS,
                              ObservedCase)
 
@@ -80,6 +80,13 @@ class Observe(ObservedCase):
         self.assertGreater(value(fams, "driftd_records_accepted",
                                  "driftd_records_accepted_total"), 0)
         self.assertIn("reason", fams["driftd_records_rejected"].samples[0].labels)
+
+    def test_every_family_is_documented(self):
+        with open(os.path.join(SOURCE_ROOT, "docs", "metrics.md")) as f:
+            doc = f.read()
+        for f in families(self.d.http_get("/metrics")[1]).values():
+            name = f.name + ("_total" if f.type == "counter" else "")
+            self.assertIn(f"| `{name}` | {f.type} |", doc)
 
     def test_histograms_are_consistent(self):
         fams = families(self.d.http_get("/metrics")[1])
@@ -304,6 +311,34 @@ class SlowAndDownDatabase(unittest.TestCase):
                 cls.d.close()
         finally:
             cls.env.__exit__(None, None, None)
+
+    def test_0_not_ready_while_starting(self):
+        """With no database yet, the side port answers and says why."""
+        other = self.env.driftd(model_section("enc", 4, reference=10, window=10))
+        with open(other.config) as f:
+            text = f.read().replace(self.env.pg.dsn, f"host={other.workdir} dbname=x")
+        with open(other.config, "w") as f:
+            f.write(text)
+        with open(other.log_path, "wb") as log:
+            proc = subprocess.Popen([DRIFTD, "--config", other.config],
+                                    stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    answer = other.http_get("/readyz")
+                    break
+                except OSError:
+                    self.assertLess(time.monotonic(), deadline, other.log_text())
+                    time.sleep(0.05)
+            self.assertEqual(answer, (503, "not ready: starting: waiting for the database\n"))
+            self.assertEqual(other.http_get("/healthz"), (200, "ok\n"))
+            fams = families(other.http_get("/metrics")[1])
+            self.assertEqual(value(fams, "driftd_ready"), 0)
+            self.assertEqual(value(fams, "driftd_store_up"), 0)
+        finally:
+            proc.terminate()
+            proc.wait(30)
 
     def test_1_slow_query_times_out_and_the_loop_stays_free(self):
         pg = self.env.pg
