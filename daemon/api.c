@@ -218,6 +218,8 @@ static bool read_failed(struct api_call *c, int err, const char *why)
 		return false;
 	if (err == -ETIMEDOUT)
 		http_error_json(c->req, 504, "database query timed out");
+	else if (err == -EINVAL)
+		http_error_json(c->req, 400, "invalid parameter: %s", why ? why : "");
 	else if (err == -ECONNRESET)
 		http_error_json(c->req, 503, "database connection lost: %s",
 				why ? why : "");

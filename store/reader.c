@@ -268,7 +268,9 @@ static void on_result(struct rdr *r, PGresult *res)
 		/* The server's statement_timeout may beat our own deadline. */
 		code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 		msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-		q->fn(q->arg, code && !strcmp(code, "57014") ? -ETIMEDOUT : -EIO,
+		q->fn(q->arg, code && !strcmp(code, "57014") ? -ETIMEDOUT :
+			      code && !strncmp(code, "22", 2)  ? -EINVAL :
+								 -EIO,
 		      msg ? msg : "query failed", NULL, 0, false);
 	}
 	req_free(q);

@@ -41,7 +41,8 @@ struct rdr_row {
 };
 
 /* err: 0, -ETIMEDOUT, -ECONNRESET (connection lost), -EIO (the database
- * refused the query; why says how; a statement_timeout is -ETIMEDOUT).
+ * refused the query; why says how; a statement_timeout is -ETIMEDOUT),
+ * -EINVAL (the database refused a parameter, e.g. invalid UTF-8).
  * ROWS live until the callback returns.
  * TRUNCATED: more rows matched than the limit. */
 typedef void (*rdr_fn)(void *arg, int err, const char *why,

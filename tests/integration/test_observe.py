@@ -207,7 +207,8 @@ class Observe(ObservedCase):
                 ("/v1/models/enc/history?since=yesterday", 400, "since"),
                 ("/v1/models/enc/history?since=2026-01-02T00:00:00Z"
                  "&until=2026-01-01T00:00:00Z", 400, "before"),
-                ("/v1/models/enc/history?colour=red", 400, "colour")]:
+                ("/v1/models/enc/history?colour=red", 400, "colour"),
+                ("/v1/models/enc/history?slice=%ff%fe", 400, "UTF8")]:
             status, body = self.get_json(path)
             self.assertEqual(status, code, path)
             self.assertIn(words, body["error"], path)
