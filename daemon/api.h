@@ -2,7 +2,12 @@
  * engine's memory; /v1/models/{m}/status and /history from PostgreSQL
  * through the store's reader, answered when the read completes so the
  * loop never waits.  Handlers are rows of http.c's route table.  Errors
- * are {"error": "..."} with 400, 404, 500, 503 or 504.  Loop thread only. */
+ * are {"error": "..."} with 400, 404, 500, 503 or 504.  Loop thread only.
+ *
+ * The status page draws a slice's reliability diagram from an optional
+ * "calibration" member of its /status entry: {"n_labeled", "ece", "brier",
+ * "bins": [{"confidence", "accuracy", "count"}, ...]}; without it the page
+ * says "no labels yet". */
 #ifndef DRIFTD_API_H
 #define DRIFTD_API_H
 
