@@ -31,6 +31,12 @@ typedef void (*store_log_fn)(void *arg, int level, const char *msg);
  * cooldown (replays count 0). */
 typedef void (*store_events_fn)(void *arg, unsigned queued, unsigned suppressed);
 
+/* What store_opts.observe measures, in microseconds. */
+enum store_timing {
+	STORE_T_WRITE,  /* one write statement: sent -> committed */
+	STORE_T_COMMIT, /* one window: store_put_window -> committed */
+};
+
 /* Zero fields take the defaults shown. */
 struct store_opts {
 	uint64_t query_timeout_us;   /* 10 s: per query and per connect; on expiry
@@ -39,6 +45,8 @@ struct store_opts {
 	uint64_t migrate_timeout_us; /* 10 min: advisory lock wait and each migration */
 	store_log_fn log;            /* NULL: silent; called with the store's arg */
 	store_events_fn events;      /* NULL: not told; called with the store's arg */
+	/* NULL: not measured; called with the store's arg on each commit */
+	void (*observe)(void *arg, enum store_timing what, uint64_t us);
 };
 
 struct store_test {
