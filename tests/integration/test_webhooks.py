@@ -10,6 +10,7 @@ SSRF guard, HTTPS verification, secret rotation, and driftctl."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import unittest
@@ -430,6 +431,60 @@ class Restart(Fixture):
         for mid in ids:
             row = wait_status(self.d, mid, {"delivered"})
             self.assertGreaterEqual(int(row[1]), 2)
+
+
+# ---- the receiver of docs/webhooks.md ---------------------------------------------
+
+def doc_receiver_code():
+    with open(os.path.join(SOURCE_ROOT, "docs", "webhooks.md")) as f:
+        text = f.read()
+    return text.split("```python receiver\n", 1)[1].split("```", 1)[0]
+
+
+class DocReceiver(Fixture):
+    """The receiver docs/webhooks.md shows, run as written."""
+
+    @classmethod
+    def start(cls):
+        cls.port = free_port()
+        path = os.path.join(env.tmp.name, "doc_receiver.py")
+        with open(path, "w") as f:
+            f.write(doc_receiver_code())
+        cls.out = open(os.path.join(env.tmp.name, "doc_receiver.out"), "w+")
+        cls.proc = subprocess.Popen(
+            ["/usr/bin/python3", path], stdout=cls.out, stderr=subprocess.STDOUT,
+            env=dict(os.environ, PORT=str(cls.port), DRIFTD_WEBHOOK_SECRET=OLD_SECRET))
+        cls.procs.append(cls)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", cls.port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the doc receiver did not start"
+                time.sleep(0.05)
+        url = f"http://127.0.0.1:{cls.port}/"
+        cls.d = cls.daemon(IDLE_MODEL
+                           + hook("doc", url, secret=f"{SECRET}, {OLD_SECRET}",
+                                  allow_addresses="loopback", retry__initial="100ms")
+                           + hook("wrong", url, allow_addresses="loopback", max_attempts=1))
+
+    @classmethod
+    def stop(cls):
+        cls.proc.terminate()
+        cls.proc.wait(10)
+        cls.out.close()
+
+    def test_verifies_and_acknowledges(self):
+        mid = send_test(self.d, "doc")
+        self.assertEqual(wait_status(self.d, mid, {"delivered", "dead"})[:3],
+                         ["delivered", "1", "204"])
+        self.assertEqual(wait_status(self.d, send_test(self.d, "wrong"), {"dead"})[2], "401")
+        self.out.seek(0)
+        lines = self.out.read().splitlines()
+        self.assertEqual([l for l in lines if l.startswith("verified")],
+                         ["verified test None"])
+        self.assertTrue(any('"POST / HTTP/1.1" 401' in l for l in lines), lines)
 
 
 # ---- HTTPS: certificate and host name -------------------------------------------
