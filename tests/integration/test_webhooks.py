@@ -237,7 +237,7 @@ class Delivery(Fixture):
         cls.rotated = cls.receiver(secrets=[OLD_SECRET])
         cls.down_port = free_port()
         fast = dict(allow_addresses="loopback", retry__initial="50ms")
-        cls.d = cls.daemon(
+        cls.models = (
             IDLE_MODEL
             + hook("down", f"http://127.0.0.1:{cls.down_port}/x", timeout="500ms",
                    retry__horizon="2s", retry__initial="100ms", max_attempts=1000,
@@ -253,6 +253,7 @@ class Delivery(Fixture):
             + hook("named", f"http://localhost:{cls.plain.port}/named", max_attempts=1)
             + hook("metadata", "http://169.254.169.254/latest/meta-data", max_attempts=1,
                    allow_addresses="loopback, private"))
+        cls.d = cls.daemon(cls.models)
 
     def test_receiver_down_for_the_horizon_while_ingest_goes_on(self):
         mid = send_test(self.d, "down")
@@ -370,6 +371,15 @@ class Delivery(Fixture):
         self.assertTrue(verify([SECRET], got["id"], got["timestamp"], raw, got["signature"]))
         self.assertFalse(verify([SECRET], got["id"], got["timestamp"], raw + b" ",
                                 got["signature"]))
+
+    def test_reload_adds_an_endpoint(self):
+        self.d.write_config(self.models + hook("added", self.plain.url("/added"),
+                                               allow_addresses="loopback"))
+        self.d.signal(signal.SIGHUP)
+        self.d.wait_notify("configuration reloaded")
+        mid = send_test(self.d, "added")
+        self.assertEqual(wait_status(self.d, mid, {"delivered", "dead"})[0], "delivered")
+        self.assertEqual(self.plain.wait(1, pred=lambda d: d["path"] == "/added")[0]["id"], mid)
 
     def test_driftctl_test_list_redeliver(self):
         out = driftctl(self.d, "webhooks", "test", "plain")
