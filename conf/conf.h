@@ -77,6 +77,8 @@ struct conf {
     unsigned workers;              /* 0 = one per CPU */
     enum conf_log_level log_level;
     uint64_t shutdown_timeout_us;
+    uint64_t job_timeout_us;       /* 0 = jobs never count as wedged */
+    uint64_t status_interval_us;   /* sd_notify STATUS= refresh */
     /* [listen]: addresses are tcp://HOST:PORT (HOST may be [v6]) or unix:/path */
     char **ingest;                 /* >= 1 address */
     size_t n_ingest;
