@@ -10,7 +10,7 @@ PACKAGES=(
 	postgresql postgresql-client
 	python3 python3-numpy python3-scipy python3-sklearn
 	clang libclang-rt-14-dev
-	systemd
+	systemd strace python3-seccomp openssl
 )
 
 missing=()

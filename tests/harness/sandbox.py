@@ -9,7 +9,8 @@ as they apply without systemd as PID 1 (stdlib + python3-seccomp).
 exec, then execs CMD:
 
 - User=: becomes that user (or NAME) with no supplementary groups, hence
-  no capabilities; UMask=.
+  no capabilities, with HOME, USER, LOGNAME and SHELL as systemd sets
+  them; UMask=.
 - NoNewPrivileges= (libseccomp sets it in any case).
 - SystemCallFilter=: the allow list, with groups expanded by
   `systemd-analyze syscall-filter`, @default added and `~` entries removed
@@ -169,6 +170,9 @@ def cmd_run(args):
         os.setgroups([])
         os.setgid(pw.pw_gid)
         os.setuid(pw.pw_uid)
+        # As systemd sets them for User=.
+        os.environ.update(HOME=pw.pw_dir, USER=pw.pw_name,
+                          LOGNAME=pw.pw_name, SHELL=pw.pw_shell)
     umask = settings.get("UMask", [None])[-1]
     if umask:
         os.umask(int(umask, 8))
