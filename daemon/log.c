@@ -14,6 +14,8 @@
 #include "config.h"
 
 #if HAVE_SYSTEMD
+/* CODE_FILE/LINE/FUNC name the caller of log_at(), not this file. */
+#define SD_JOURNAL_SUPPRESS_LOCATION
 #include <systemd/sd-journal.h>
 #endif
 
