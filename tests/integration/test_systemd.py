@@ -198,7 +198,7 @@ class Notify(unittest.TestCase):
         return d
 
     def test_ready_status_and_watchdog_interval(self):
-        d = self.daemon(watchdog_us=400000,
+        d = self.daemon(watchdog_us=1000000,
                         daemon_extra="status_interval = 200ms").start()
         ready = [n for n in d.notices if "READY=1" in n]
         self.assertEqual(len(ready), 1, d.notices)
@@ -207,13 +207,13 @@ class Notify(unittest.TestCase):
                          r"\d+ connections")
         d.send_lines(batch(np.random.default_rng(1), 30))
         t0 = time.monotonic()
-        collect(d, 2.5)
+        collect(d, 3.0)
         p = pings(d, t0)
         gaps = np.diff(p)
-        self.assertGreaterEqual(len(p), 8, d.notices)
-        # Half of WATCHDOG_USEC, with room for a loaded machine.
-        self.assertTrue(0.15 <= np.median(gaps) <= 0.3, gaps)
-        self.assertLess(max(gaps), 0.4, gaps)
+        self.assertGreaterEqual(len(p), 5, d.notices)
+        # Half of WATCHDOG_USEC, and never as late as systemd's limit.
+        self.assertTrue(0.4 <= np.median(gaps) <= 0.6, gaps)
+        self.assertLess(max(gaps), 1.0, gaps)
         status = [n for t, n in zip(d.notice_times, d.notices)
                   if n.startswith("STATUS=") and t >= t0]
         self.assertGreaterEqual(len(status), 5, d.notices)
