@@ -89,6 +89,13 @@ static void write_metrics(const struct http_srv *h, struct evbuffer *b)
 			    (double)st.detector_us_total / 1e6);
 	metric(b, "driftd_jobs_queued", "gauge",
 	       "Detector jobs waiting for a worker.", wq_depth(h->ctx.wq));
+	header(b, "driftd_job_longest_run_seconds", "gauge",
+	       "Run time so far of the longest job on a worker (job_timeout).");
+	evbuffer_add_printf(b, "driftd_job_longest_run_seconds %.3f\n",
+			    (double)wq_longest_run_us(h->ctx.wq) / 1e6);
+	metric(b, "driftd_workers_wedged_total", "counter",
+	       "Times a job outran job_timeout and watchdog pings stopped.",
+	       st.workers_wedged);
 	metric(b, "driftd_store_up", "gauge",
 	       "1 when the database connection is ready.",
 	       store_get_state(h->ctx.store) == STORE_READY);

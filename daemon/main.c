@@ -83,10 +83,11 @@ static void status_line(struct daemon *d, char *buf, size_t len)
 
 	eng_foreach_model(d->eng, add_slices, &slices);
 	snprintf(buf, len, "%zu models, %zu slices, %.0f records/s, "
-		 "store %s (%zu pending), %zu connections",
+		 "store %s (%zu pending), %zu connections%s",
 		 d->conf->n_models, slices, d->records_per_s,
 		 store_state_name(store_get_state(d->store)),
-		 store_pending(d->store), ing_connections(d->ing));
+		 store_pending(d->store), ing_connections(d->ing),
+		 d->wedged ? ", a worker is wedged" : "");
 }
 
 static uint64_t now_ms(void)
@@ -112,6 +113,42 @@ static int arm_timer(struct daemon *d, struct event **ev, uint64_t period_us,
 	return event_add(*ev, &tv);
 }
 
+/* Healthy unless a job has outrun job_timeout: only a restart frees a
+ * wedged worker.  Logs and counts each change; checked on every watchdog
+ * and status tick, so the count moves without a watchdog too. */
+static bool workers_healthy(struct daemon *d)
+{
+	uint64_t limit = d->conf->job_timeout_us, run = wq_longest_run_us(d->wq);
+
+	if (limit && run > limit) {
+		if (!d->wedged) {
+			st.workers_wedged++;
+			log_err("a detector job has run for %.1fs, beyond "
+				"job_timeout (%.1fs): worker wedged%s",
+				(double)run / 1e6, (double)limit / 1e6,
+				d->watchdog_timer ? ", watchdog pings stop so "
+				"that systemd restarts driftd" : "");
+		}
+		d->wedged = true;
+		return false;
+	}
+	if (d->wedged)
+		log_notice("workers healthy again%s",
+			   d->watchdog_timer ? ": watchdog pings resume" : "");
+	d->wedged = false;
+	return true;
+}
+
+/* The tick itself shows that the loop turns.  A database outage does not
+ * stop the pings: a restart would not bring the database back. */
+static void on_watchdog_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (workers_healthy(d))
+		svc_watchdog();
+}
+
 static void on_status_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
@@ -124,32 +161,9 @@ static void on_status_tick(evutil_socket_t fd, short what, void *arg)
 				   1000.0 / (double)(now - d->status_at_ms);
 	d->status_at_ms = now;
 	d->status_records = st.records_accepted;
+	workers_healthy(d);
 	status_line(d, status, sizeof(status));
 	svc_status(status);
-}
-
-/* The tick itself shows that the loop turns; the workers are healthy
- * unless a job has outrun job_timeout, and only a restart frees a wedged
- * worker.  A database outage does not stop the pings: a restart would
- * not bring the database back. */
-static void on_watchdog_tick(evutil_socket_t fd, short what, void *arg)
-{
-	struct daemon *d = arg;
-	uint64_t limit = d->conf->job_timeout_us, run = wq_longest_run_us(d->wq);
-
-	if (limit && run > limit) {
-		if (!d->wedged)
-			log_err("a detector job has run for %.1fs, beyond "
-				"job_timeout (%.1fs): worker wedged, watchdog "
-				"pings stop so that systemd restarts driftd",
-				(double)run / 1e6, (double)limit / 1e6);
-		d->wedged = true;
-		return;
-	}
-	if (d->wedged)
-		log_notice("workers healthy again: watchdog pings resume");
-	d->wedged = false;
-	svc_watchdog();
 }
 
 static int start_timers(struct daemon *d)

@@ -21,6 +21,7 @@ struct stats {
 	uint64_t windows_drifted;
 	uint64_t detector_us_total;	/* summed job run time */
 	uint64_t reloads, reload_failures;
+	uint64_t workers_wedged;	/* a job outran job_timeout */
 };
 
 extern struct stats st;

@@ -236,10 +236,17 @@ class Notify(unittest.TestCase):
 
     def test_wedged_worker_stops_pings_until_it_returns(self):
         d = self.daemon(watchdog_us=300000, wedge_ms=3000,
-                        daemon_extra="job_timeout = 1s").start()
+                        daemon_extra="job_timeout = 1s\n"
+                                     "status_interval = 300ms").start()
         d.send_lines(batch(np.random.default_rng(2), 40))
         t0 = time.monotonic()
-        collect(d, 4.5)
+        collect(d, 2.0)
+        m = d.metrics()
+        self.assertGreater(m["driftd_job_longest_run_seconds"], 1.0)
+        self.assertEqual(m["driftd_workers_wedged_total"], 1)
+        self.assertTrue(d.notices[-1].endswith(", a worker is wedged"),
+                        d.notices[-1])
+        collect(d, 2.5)
         p = pings(d, t0)
         gaps = np.diff([t0] + p)
         longest = int(np.argmax(gaps))
@@ -252,6 +259,7 @@ class Notify(unittest.TestCase):
         self.assertIn("beyond job_timeout (1.0s): worker wedged", log)
         self.assertIn("workers healthy again: watchdog pings resume", log)
         d.wait_rows("SELECT 1 FROM driftd.windows WHERE model = 'a'", 1)
+        self.assertEqual(d.metrics()["driftd_job_longest_run_seconds"], 0)
 
     def test_sigterm_with_wedged_worker_logs_what_is_abandoned(self):
         d = self.daemon(wedge_ms=20000, shutdown_timeout="1s").start()
