@@ -13,6 +13,7 @@
 #include "centroid.h"
 #include "conf.h"
 #include "correct.h"
+#include "latest.h"
 #include "log.h"
 #include "mmd.h"
 #include "rng.h"
@@ -37,6 +38,7 @@ struct eng_model {
 	unsigned evals_in_flight;
 	bool removed;			/* freed when evals_in_flight hits 0 */
 	uint64_t records, windows;
+	struct lat *latest;		/* for /metrics */
 };
 
 /* Everything a job needs, copied so that a reload cannot pull it away. */
@@ -268,6 +270,9 @@ static void write_window(struct eng *e, const struct eval *ev,
 		return;
 	}
 	st.windows_written++;
+	if (lat_put(ev->model->latest, &w) < 0)
+		log_err("model %s slice %s: out of memory for /metrics", model,
+			c->slice);
 }
 
 static void model_release(struct eng_model *m);
@@ -296,6 +301,7 @@ static void job_done(struct wq_job *w)
 	struct eng_job *j = (struct eng_job *)w;
 
 	st.detector_us_total += j->run_us;
+	prom_observe_us(&st.detector_seconds, j->run_us);
 	if (--j->eval->pending == 0)
 		eval_finish(j->eval);
 }
@@ -437,7 +443,8 @@ static struct eng_model *model_new(struct eng *e, const struct conf_model *cfg)
 	m->eng = e;
 	m->name = strdup(cfg->name);
 	m->win = win_model_new(&wp);
-	if (!m->name || !m->win || arm_tick(m, cfg->window_interval_us) < 0)
+	m->latest = lat_new();
+	if (!m->name || !m->win || !m->latest || arm_tick(m, cfg->window_interval_us) < 0)
 		goto fail;
 	return m;
 fail:
@@ -456,6 +463,7 @@ static void model_release(struct eng_model *m)
 	if (m->tick)
 		event_free(m->tick);
 	win_model_free(m->win);
+	lat_free(m->latest);
 	free(m->name);
 	free(m);
 }
@@ -651,6 +659,8 @@ void eng_foreach_model(const struct eng *e,
 		const struct eng_model *m = e->models[i];
 		struct eng_model_info mi = {
 			.name = m->name,
+			.cfg = m->cfg,
+			.latest = m->latest,
 			.dim = m->cfg->dim,
 			.slices = win_slice_count(m->win),
 			.sample_bytes = win_memory(m->win),

@@ -18,6 +18,7 @@
 #include "http.h"
 #include "ingest.h"
 #include "log.h"
+#include "reader.h"
 #include "service.h"
 #include "stats.h"
 #include "store.h"
@@ -35,6 +36,7 @@ struct daemon {
 	const char *config_path;
 	struct wq *wq;
 	struct store *store;
+	struct rdr *rdr;		/* the JSON API's reads */
 	struct eng *eng;
 	struct ing *ing;
 	struct http_srv *http;
@@ -250,28 +252,42 @@ static void log_listening(const char *what, const int *fds, size_t n,
 	}
 }
 
-static int open_listeners(struct daemon *d)
+/* Ingest waits for the database; the side port answers from the start,
+ * so /readyz can say why the daemon is not ready yet. */
+static int open_listeners(struct daemon *d, bool ingest)
 {
 	size_t i;
 
-	for (i = 0; i < d->n_ingest_fds; i++)
+	for (i = 0; ingest && i < d->n_ingest_fds; i++)
 		if (ing_add_listener(d->ing, d->ingest_fds[i]) < 0)
 			return -1;
-	for (i = 0; i < d->n_http_fds; i++)
+	for (i = 0; !ingest && i < d->n_http_fds; i++)
 		if (http_add_listener(d->http, d->http_fds[i]) < 0)
 			return -1;
-	log_listening("ingest", d->ingest_fds, d->n_ingest_fds, d->activated);
-	log_listening("http", d->http_fds, d->n_http_fds, d->activated);
-	d->n_ingest_fds = d->n_http_fds = 0;	/* owned by ing and http now */
+	if (ingest) {
+		log_listening("ingest", d->ingest_fds, d->n_ingest_fds,
+			      d->activated);
+		d->n_ingest_fds = 0;	/* owned by ing now */
+	} else {
+		log_listening("http", d->http_fds, d->n_http_fds, d->activated);
+		d->n_http_fds = 0;	/* owned by http now */
+	}
 	return 0;
 }
 
-static bool is_ready(void *arg)
+static bool is_ready(void *arg, const char **why)
 {
 	struct daemon *d = arg;
 
-	return d->ready && !d->stopping &&
-	       store_get_state(d->store) == STORE_READY;
+	if (d->stopping)
+		*why = "stopping";
+	else if (!d->ready)
+		*why = "starting: waiting for the database";
+	else if (store_get_state(d->store) != STORE_READY)
+		*why = "database unavailable";
+	else
+		return true;
+	return false;
 }
 
 /* ---- store callbacks ---- */
@@ -282,7 +298,7 @@ static void on_store_state(void *arg, enum store_state s, const char *why)
 	char status[256];
 
 	if (s == STORE_READY && !d->ready && !d->stopping) {
-		if (open_listeners(d) < 0) {
+		if (open_listeners(d, true) < 0) {
 			log_err("cannot start listeners");
 			d->exit_code = 1;
 			event_base_loopbreak(d->base);
@@ -311,6 +327,17 @@ static void on_store_seq(void *arg, const char *model, const char *slice,
 static void on_store_log(void *arg, int level, const char *msg)
 {
 	log_msg((enum log_level)level, "database: %s", msg);
+}
+
+static void on_store_timing(void *arg, enum store_timing what, uint64_t us)
+{
+	prom_observe_us(what == STORE_T_WRITE ? &st.store_write_seconds :
+						&st.store_commit_seconds, us);
+}
+
+static void on_read_timing(void *arg, uint64_t us)
+{
+	prom_observe_us(&st.store_read_seconds, us);
 }
 
 /* ---- signals ---- */
@@ -459,6 +486,13 @@ static int setup(struct daemon *d)
 		.query_timeout_us = d->conf->query_timeout_us,
 		.max_pending = d->conf->max_pending,
 		.log = on_store_log,
+		.observe = on_store_timing,
+	};
+	struct rdr_opts ro = {
+		.timeout_us = d->conf->read_timeout_us,
+		.max_rows = d->conf->read_max_rows,
+		.log = on_store_log,
+		.observe = on_read_timing,
 	};
 	struct http_ctx hc;
 
@@ -471,18 +505,23 @@ static int setup(struct daemon *d)
 	d->wq = wq_new(d->base, d->conf->workers);
 	d->store = store_new(d->base, d->conf->dsn, &so, on_store_state,
 			     on_store_seq, d);
-	if (!d->wq || !d->store)
+	d->rdr = d->store ? rdr_new(d->base, d->conf->dsn, &ro) : NULL;
+	if (!d->wq || !d->store || !d->rdr)
 		goto oom;
 	d->eng = eng_new(d->base, d->wq, d->store, d->conf);
 	d->ing = d->eng ? ing_new(d->base, d->eng) : NULL;
-	hc = (struct http_ctx){ d->eng, d->store, d->wq, is_ready, d };
-	d->http = http_new(d->base, &hc);
+	hc = (struct http_ctx){ .eng = d->eng, .store = d->store, .rdr = d->rdr,
+				.wq = d->wq, .conf = (const struct conf *const *)&d->conf,
+				.is_ready = is_ready, .arg = d };
+	d->http = d->eng ? http_new(d->base, &hc) : NULL;
 	if (!d->eng || !d->ing || !d->http)
 		goto oom;
 	apply_limits(d, d->conf);
-	if (setup_signals(d) < 0 || start_timers(d) < 0 ||
+	if (open_listeners(d, false) < 0 || setup_signals(d) < 0 ||
+	    start_timers(d) < 0 ||
 	    store_start(d->store) < 0)
 		goto oom;
+	rdr_start(d->rdr);
 	log_notice("driftd %s starting: %zu models, %u workers, waiting for "
 		   "the database", DRIFTD_VERSION, d->conf->n_models,
 		   wq_threads(d->wq));
@@ -499,7 +538,8 @@ static void teardown(struct daemon *d)
 	/* Workers first: their pending results call back into the engine. */
 	wq_free(d->wq);
 	ing_free(d->ing);
-	http_free(d->http);
+	http_free(d->http);	/* cancels its reads: before rdr_free */
+	rdr_free(d->rdr);
 	eng_free(d->eng);
 	store_free(d->store);
 	for (i = 0; i < d->n_ingest_fds; i++)
