@@ -135,9 +135,9 @@ class Sandboxed(unittest.TestCase):
                            f"model = '{name}'", 2)
         self.assertEqual(len(rows), 2)
         self.assertEqual(d.http_get("/readyz")[0], 200)
-        ssl = self.pg.psql("SELECT s.ssl FROM pg_stat_ssl s JOIN "
+        ssl = self.pg.psql("SELECT DISTINCT s.ssl FROM pg_stat_ssl s JOIN "
                            "pg_stat_activity a USING (pid) "
-                           "WHERE a.application_name = 'driftd'")
+                           "WHERE a.application_name LIKE 'driftd%'")
         os.kill(pid, signal.SIGHUP)
         d.wait_notify("configuration reloaded")
         os.kill(pid, signal.SIGTERM)
