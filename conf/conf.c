@@ -146,6 +146,14 @@ static const struct key_def keys[] = {
     { .sect = SK_DAEMON, .name = "webhook_poll", .type = KT_DURATION,
       .off = C_(webhook_poll_us, uint64_t), .def = "1s", .min = 10 * MS, .max = HOUR, .reload = true,
       .doc = "how often the webhook outbox is checked for rows queued by others or redelivered" },
+    { .sect = SK_DAEMON, .name = "job_timeout", .type = KT_DURATION,
+      .off = C_(job_timeout_us, uint64_t), .def = "10m", .min = 0, .max = DAY, .reload = true,
+      .doc = "a detector job running longer counts as a wedged worker and stops the "
+             "systemd watchdog pings; 0 = never" },
+    { .sect = SK_DAEMON, .name = "status_interval", .type = KT_DURATION,
+      .off = C_(status_interval_us, uint64_t), .def = "10s", .min = 100 * MS, .max = HOUR,
+      .reload = true,
+      .doc = "how often the one-line status shown by systemctl status is refreshed" },
 
     /* [listen] */
     { .sect = SK_LISTEN, .name = "ingest", .type = KT_LIST, .off = C_(ingest, char **),

@@ -96,6 +96,8 @@ struct conf {
     uint64_t shutdown_timeout_us;
     unsigned webhook_concurrency;  /* delivery attempts in flight at once */
     uint64_t webhook_poll_us;      /* how often the outbox is checked for due rows */
+    uint64_t job_timeout_us;       /* 0 = jobs never count as wedged */
+    uint64_t status_interval_us;   /* sd_notify STATUS= refresh */
     /* [listen]: addresses are tcp://HOST:PORT (HOST may be [v6]) or unix:/path */
     char **ingest;                 /* >= 1 address */
     size_t n_ingest;

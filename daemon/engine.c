@@ -205,6 +205,7 @@ static void put_reference(struct eng *e, const char *model,
 static void log_window(const char *model, const struct win_closed *c,
 		       const struct store_test *t, size_t n)
 {
+	struct log_ctx ctx;
 	char line[512];
 	size_t pos = 0, i;
 	bool drifted = false;
@@ -219,10 +220,17 @@ static void log_window(const char *model, const struct win_closed *c,
 	}
 	if (drifted)
 		st.windows_drifted++;
-	log_msg(drifted ? LOG_LVL_NOTICE : LOG_LVL_INFO,
-		"model %s slice %s window %lld n=%u: %s%s", model, c->slice,
-		(long long)c->window_id, c->n,
-		drifted ? "DRIFT" : "no drift", line);
+	ctx = (struct log_ctx){
+		.model = model,
+		.slice = c->slice,
+		.window_id = c->window_id,
+		.event = drifted ? "drift" : "window",
+		.message_id = drifted ? LOG_MID_DRIFT : LOG_MID_WINDOW,
+	};
+	log_event(drifted ? LOG_LVL_NOTICE : LOG_LVL_INFO, &ctx,
+		  "model %s slice %s window %lld n=%u: %s%s", model, c->slice,
+		  (long long)c->window_id, c->n,
+		  drifted ? "DRIFT" : "no drift", line);
 }
 
 /* The evaluation's webhook events ride with its last window, so they

@@ -843,6 +843,8 @@ static void begin(struct attempt *a)
 
 	a->started_us = wall_us();
 	a->started_mono_us = mono_us();
+	/* The deadline counts from now, not from the loop's cached time. */
+	event_base_update_cache_time(a->h->base);
 	evtimer_add(a->deadline, &tv);
 	if (a->setup_error[0])
 		fail(a, a->url.tls ? R_TLS : R_NETWORK, "%s", a->setup_error);

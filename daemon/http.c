@@ -354,6 +354,12 @@ static void write_metrics(const struct http_srv *h, struct evbuffer *b)
 		       &st.detector_seconds);
 	prom_gauge(b, "driftd_jobs_queued", "Detector jobs waiting for a worker.",
 		   (double)wq_depth(h->ctx.wq));
+	prom_gauge(b, "driftd_job_longest_run_seconds",
+		   "Run time so far of the longest job on a worker (job_timeout).",
+		   (double)wq_longest_run_us(h->ctx.wq) / 1e6);
+	prom_counter(b, "driftd_workers_wedged_total",
+		     "Times a job outran job_timeout (watchdog pings stop).",
+		     st.workers_wedged);
 	prom_gauge(b, "driftd_evaluations_in_flight",
 		   "Evaluations submitted to the workers and not yet stored.",
 		   (double)eng_in_flight(h->ctx.eng));

@@ -293,7 +293,8 @@ class Delivery(Fixture):
         self.assertEqual((n, http_status), ("1", None))
         self.assertIn("timed out after 700 ms", error)
         duration_ms = float(attempts(self.d, mid)[0][3])
-        self.assertGreaterEqual(duration_ms, 700)
+        # libevent's timers may run on a coarse clock (a few ms).
+        self.assertGreaterEqual(duration_ms, 690)
         self.assertLess(duration_ms, 3000)
         self.assertEqual(len(self.never.wait(1)), 1)
 
