@@ -489,10 +489,10 @@ static void complete(struct attempt *a)
 
 	a->phase = A_DONE;
 	evtimer_del(a->deadline);
-	if (dns) {
-		a->dns = NULL;
+	/* evdns calls back even after a cancel, later: on_resolved frees the
+	 * attempt then. */
+	if (dns)
 		evdns_getaddrinfo_cancel(dns);
-	}
 	hookpol_decide(&pa, &a->retry, next_random(h), &d);
 	if (d.verdict == HOOKPOL_GONE)
 		snprintf(a->error, sizeof(a->error), "%s", d.why);
@@ -520,7 +520,8 @@ static void complete(struct attempt *a)
 	if (d.verdict == HOOKPOL_RETRY)
 		arm_at_most(h, d.delay_us);
 	h->in_flight--;
-	event_active(a->reap, 0, 0);
+	if (!dns)
+		event_active(a->reap, 0, 0);
 	if (h->more_due)
 		event_active(h->kick, 0, 0);
 }
@@ -792,8 +793,10 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 
 	a->dns = NULL;
 	if (a->phase != A_RESOLVING) {
+		/* Cancelled by the deadline: the attempt waited for this. */
 		if (res)
 			evutil_freeaddrinfo(res);
+		event_active(a->reap, 0, 0);
 		return;
 	}
 	if (result) {
@@ -1057,13 +1060,9 @@ void hook_free(struct hook *h)
 		return;
 	while ((a = TAILQ_FIRST(&h->attempts))) {
 		TAILQ_REMOVE(&h->attempts, a, link);
-		if (a->dns) {
-			struct evdns_getaddrinfo_request *dns = a->dns;
-
-			a->phase = A_DONE;
-			a->dns = NULL;
-			evdns_getaddrinfo_cancel(dns);
-		}
+		/* The loop has stopped: a callback of evdns never comes now. */
+		if (a->dns && a->phase == A_RESOLVING)
+			evdns_getaddrinfo_cancel(a->dns);
 		attempt_free(a);
 	}
 	outbox_free(h->outbox);

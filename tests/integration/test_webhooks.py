@@ -9,6 +9,7 @@ SSRF guard, HTTPS verification, secret rotation, and driftctl."""
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -252,7 +253,9 @@ class Delivery(Fixture):
             + hook("guarded", cls.plain.url("/guarded"), max_attempts=1)
             + hook("named", f"http://localhost:{cls.plain.port}/named", max_attempts=1)
             + hook("metadata", "http://169.254.169.254/latest/meta-data", max_attempts=1,
-                   allow_addresses="loopback, private"))
+                   allow_addresses="loopback, private")
+            + hook("unresolvable", "http://driftd-test.invalid/x", timeout="300ms",
+                   max_attempts=1))
         cls.d = cls.daemon(cls.models)
 
     def test_receiver_down_for_the_horizon_while_ingest_goes_on(self):
@@ -297,6 +300,16 @@ class Delivery(Fixture):
         self.assertGreaterEqual(duration_ms, 690)
         self.assertLess(duration_ms, 3000)
         self.assertEqual(len(self.never.wait(1)), 1)
+
+    def test_unresolvable_name(self):
+        """Either the resolver says no at once or the deadline cancels the
+        lookup: a dead delivery either way, and the daemon goes on."""
+        mid = send_test(self.d, "unresolvable")
+        row = wait_status(self.d, mid, {"dead"})
+        self.assertTrue(row[3].startswith("cannot resolve driftd-test.invalid") or
+                        row[3] == "timed out after 300 ms resolving driftd-test.invalid",
+                        row)
+        self.assertEqual(self.d.http_get("/healthz")[0], 200)
 
     def test_410_disables_the_endpoint(self):
         first = send_test(self.d, "gone")
@@ -442,6 +455,44 @@ class Restart(Fixture):
         for mid in ids:
             row = wait_status(self.d, mid, {"delivered"})
             self.assertGreaterEqual(int(row[1]), 2)
+
+
+# ---- a resolver that never answers ------------------------------------------------
+
+@unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare"),
+                     "needs root for a mount namespace with its own /etc/resolv.conf")
+class SilentResolver(Fixture):
+    """The daemon sees an /etc/resolv.conf naming a UDP socket that reads
+    queries and never answers: the deadline must cancel each lookup (and
+    evdns's late callback must find the attempt still there)."""
+
+    @classmethod
+    def start(cls):
+        cls.sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        cls.procs.append(cls.sink)
+        cls.sink.bind(("127.0.0.1", 0))
+        resolv = os.path.join(env.tmp.name, "resolv.silent")
+        with open(resolv, "w") as f:
+            f.write("nameserver 127.0.0.1:%d\n" % cls.sink.getsockname()[1])
+        d = env.driftd(IDLE_MODEL + hook("silent", "http://hook.driftd-test.example/x",
+                                         timeout="300ms", max_attempts=2,
+                                         retry__initial="50ms"))
+        d.argv_prefix = ["unshare", "--mount", "sh", "-c",
+                         'mount --bind "$0" /etc/resolv.conf && exec "$@"', resolv]
+        cls.procs.append(d)
+        cls.d = d.start()
+
+    def test_lookup_cancelled_by_the_deadline(self):
+        ids = [send_test(self.d, "silent") for _ in range(5)]
+        for mid in ids:
+            row = wait_status(self.d, mid, {"dead"})
+            self.assertEqual(row[:3], ["dead", "2", None])
+            self.assertEqual(row[3], "timed out after 300 ms resolving "
+                             "hook.driftd-test.example")
+        self.sink.settimeout(1)
+        self.assertIn(b"driftd-test", self.sink.recv(512).lower())  # 0x20 case mixing
+        self.assertEqual(self.d.http_get("/healthz")[0], 200)
+        self.assertEqual(self.d.stop(), 0)
 
 
 # ---- the receiver of docs/webhooks.md ---------------------------------------------
