@@ -317,7 +317,7 @@ static void on_claim(void *arg, const struct outbox_claim *c)
 
 	h->claiming = false;
 	if (!c) {
-		arm(h, delay);
+		arm_at_most(h, delay);
 		return;
 	}
 	for (size_t i = 0; i < h->n_eps; i++) {
@@ -338,7 +338,8 @@ static void on_claim(void *arg, const struct outbox_claim *c)
 	h->more_due = c->n >= h->claim_limit;
 	if (c->next_due_us >= 0 && (uint64_t)c->next_due_us < delay)
 		delay = (uint64_t)c->next_due_us;
-	arm(h, delay);
+	/* A retry recorded while this claim ran may be due sooner. */
+	arm_at_most(h, delay);
 	if (h->more_due)
 		try_claim(h);
 }
@@ -429,8 +430,8 @@ static void log_outcome(const struct attempt *a, const struct hookpol_decision *
 			    (double)d->delay_us / 1e6);
 		return;
 	case HOOKPOL_DEAD:
-		log_err("webhook %s: %s is dead after %u attempts (%s): %s", a->endpoint,
-			a->id, a->number, d->why, a->error);
+		log_err("webhook %s: %s failed %u times: %s", a->endpoint, a->id,
+			a->number, a->error);
 		return;
 	case HOOKPOL_GONE:
 		log_err("webhook %s: the receiver answered 410 Gone: endpoint disabled; "
@@ -496,6 +497,9 @@ static void complete(struct attempt *a)
 	hookpol_decide(&pa, &a->retry, next_random(h), &d);
 	if (d.verdict == HOOKPOL_GONE)
 		snprintf(a->error, sizeof(a->error), "%s", d.why);
+	else if (d.verdict == HOOKPOL_DEAD)
+		snprintf(a->error + strlen(a->error), sizeof(a->error) - strlen(a->error),
+			 " (dead: %s)", d.why);
 	oa = (struct outbox_attempt){
 		.id = a->id,
 		.attempt = a->number,
