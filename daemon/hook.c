@@ -275,8 +275,10 @@ int hook_reconfigure(struct hook *h, const struct conf *c)
 	free_endpoints(h->eps, h->n_eps);
 	h->eps = eps;
 	h->n_eps = c->n_webhooks;
-	if (h->started && !h->stopped)
+	if (h->started && !h->stopped && h->n_eps) {
+		outbox_start(h->outbox);
 		event_active(h->kick, 0, 0);
+	}
 	return 0;
 }
 
@@ -965,7 +967,9 @@ void hook_start(struct hook *h)
 	if (h->started)
 		return;
 	h->started = true;
-	outbox_start(h->outbox);
+	/* Without endpoints there is nothing to claim: no connection. */
+	if (h->n_eps)
+		outbox_start(h->outbox);
 }
 
 void hook_events_written(struct hook *h, unsigned queued, unsigned suppressed)

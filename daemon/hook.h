@@ -28,7 +28,8 @@ struct hook;
  * NULL on allocation failure (logged). */
 struct hook *hook_new(struct event_base *base, const struct conf *c);
 
-/* Connects the outbox; call once the store has migrated the schema. */
+/* Connects the outbox (once there are endpoints); call once the store
+ * has migrated the schema. */
 void hook_start(struct hook *h);
 
 /* New endpoints, secrets and limits apply to attempts that start later;

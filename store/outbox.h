@@ -63,7 +63,8 @@ struct outbox_opts {
 /* NULL on allocation failure.  o may be NULL. */
 struct outbox *outbox_new(struct event_base *base, const char *dsn,
 			  const struct outbox_opts *o, void *arg);
-/* Connects (and reconnects, with backoff) from the next loop turn. */
+/* Connects (and reconnects, with backoff) from the next loop turn; a
+ * no-op once started. */
 void outbox_start(struct outbox *o);
 
 /* Claims at most LIMIT due rows of the named endpoints, leasing each for
