@@ -1,0 +1,137 @@
+/* float32 ⇄ float16 for sample storage. */
+#include "sample.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define SMP_F16C 1
+#endif
+
+#define HALF_MAX_BITS 0x477fe000u	/* 65504.0f, the largest half */
+#define HALF_MIN_NORMAL_BITS 0x38800000u	/* 2^-14 */
+
+uint16_t smp_to_half(float v)
+{
+	uint32_t x, ax, sign;
+
+	memcpy(&x, &v, sizeof(x));
+	sign = (x >> 16) & 0x8000u;
+	ax = x & 0x7fffffffu;
+	if (ax > HALF_MAX_BITS)		/* saturate; NaN stays NaN */
+		return (uint16_t)(sign | (ax > 0x7f800000u ? 0x7e00u : 0x7bffu));
+	if (ax < HALF_MIN_NORMAL_BITS) {
+		/* A subnormal half counts units of 2^-24: scaling by 2^24 is
+		 * exact and lrintf rounds to nearest even; 1024 is the smallest
+		 * normal half, whose bits are 0x0400 as well. */
+		float a;
+
+		memcpy(&a, &ax, sizeof(a));
+		return (uint16_t)(sign | (uint32_t)lrintf(a * 16777216.0f));
+	}
+	/* Rebias the exponent (127 → 15) and round the 13 dropped bits to
+	 * nearest even; a carry moves into the exponent as it should. */
+	ax += 0xc8000fffu + ((ax >> 13) & 1u);
+	return (uint16_t)(sign | (ax >> 13));
+}
+
+float smp_from_half(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu,
+		 m = h & 0x3ffu, x;
+	float v;
+
+	if (e == 0) {
+		v = (float)m * 5.9604644775390625e-8f;	/* m × 2^-24 */
+		memcpy(&x, &v, sizeof(x));
+		x |= sign;
+	} else if (e == 31) {
+		x = sign | 0x7f800000u | (m << 13);
+	} else {
+		x = sign | ((e + 112u) << 23) | (m << 13);
+	}
+	memcpy(&v, &x, sizeof(v));
+	return v;
+}
+
+static void store_portable(uint16_t *dst, const float *src, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		dst[i] = smp_to_half(src[i]);
+}
+
+static void load_portable(float *dst, const uint16_t *src, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		dst[i] = smp_from_half(src[i]);
+}
+
+#ifdef SMP_F16C
+/* Eight values per instruction; the tail goes through the portable code,
+ * which rounds the same way. */
+__attribute__((target("avx,f16c"))) static void
+store_f16c(uint16_t *dst, const float *src, size_t n)
+{
+	const __m256 hi = _mm256_set1_ps(65504.0f), lo = _mm256_set1_ps(-65504.0f);
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		__m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_loadu_ps(src + i),
+						       lo), hi);
+
+		_mm_storeu_si128((__m128i *)(void *)(dst + i),
+				 _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT |
+							    _MM_FROUND_NO_EXC));
+	}
+	store_portable(dst + i, src + i, n - i);
+}
+
+__attribute__((target("avx,f16c"))) static void
+load_f16c(float *dst, const uint16_t *src, size_t n)
+{
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(
+						  (const __m128i *)(const void *)(src + i))));
+	load_portable(dst + i, src + i, n - i);
+}
+
+/* libgcc fills the CPU model before main: this is a load and a test. */
+static bool have_f16c(void)
+{
+	return __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+}
+#endif
+
+void smp_store(enum smp_format f, void *dst, const float *src, size_t n)
+{
+	if (f == SMP_FLOAT32) {
+		memcpy(dst, src, n * sizeof(float));
+		return;
+	}
+#ifdef SMP_F16C
+	if (have_f16c()) {
+		store_f16c(dst, src, n);
+		return;
+	}
+#endif
+	store_portable(dst, src, n);
+}
+
+void smp_load(enum smp_format f, float *dst, const void *src, size_t n)
+{
+	if (f == SMP_FLOAT32) {
+		memcpy(dst, src, n * sizeof(float));
+		return;
+	}
+#ifdef SMP_F16C
+	if (have_f16c()) {
+		load_f16c(dst, src, n);
+		return;
+	}
+#endif
+	load_portable(dst, src, n);
+}
