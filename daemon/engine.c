@@ -35,6 +35,7 @@ struct eng_model {
 	struct win_model *win;
 	struct event *tick;		/* window.interval */
 	unsigned evals_in_flight;
+	size_t windows_in_flight;	/* closed, results not back yet */
 	bool removed;			/* freed when evals_in_flight hits 0 */
 	uint64_t records, windows;
 };
@@ -276,6 +277,7 @@ static void eval_finish(struct eval *ev)
 			write_window(e, ev, ev->jobs[i], thr);
 		job_free(ev->jobs[i]);
 	}
+	m->windows_in_flight -= ev->n;
 	free(ev);
 	e->evals_in_flight--;
 	m->evals_in_flight--;
@@ -353,6 +355,7 @@ static void submit_eval(struct eng_model *m, struct win_closed *list)
 	ev->correction = corr_of(cfg->correction);
 	ev->n = ev->pending = n;
 	m->evals_in_flight++;
+	m->windows_in_flight += n;
 	m->eng->evals_in_flight++;
 	for (i = 0, c = list; c; i++) {
 		struct eng_job *j = ev->jobs[i];
@@ -631,6 +634,23 @@ void eng_resume(struct eng *e, const char *model, const char *slice,
 size_t eng_in_flight(const struct eng *e)
 {
 	return e->evals_in_flight;
+}
+
+int eng_pressure(const struct eng *e)
+{
+	int level = 0;
+	size_t i;
+
+	for (i = 0; i < e->n_models; i++) {
+		const struct eng_model *m = e->models[i];
+		size_t max = m->cfg->max_queued_windows;
+
+		if (m->windows_in_flight >= 2 * max)
+			return 2;
+		if (m->windows_in_flight >= max)
+			level = 1;
+	}
+	return level;
 }
 
 void eng_foreach_model(const struct eng *e,

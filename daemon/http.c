@@ -9,7 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf.h"
 #include "engine.h"
+#include "frame.h"
+#include "http_ingest.h"
+#include "ndjson.h"
 #include "stats.h"
 #include "store.h"
 #include "workers.h"
@@ -21,6 +25,9 @@
 struct http_srv {
 	struct evhttp *http;
 	struct http_ctx ctx;
+	struct ndj_parser *parser;	/* for ingest bodies */
+	size_t max_line;
+	char *token;
 };
 
 static void metric(struct evbuffer *b, const char *name, const char *type,
@@ -50,6 +57,59 @@ static void model_metrics(void *arg, const struct eng_model_info *mi)
 			    mi->name, mi->records, mi->name, mi->windows);
 }
 
+static void labelled(struct evbuffer *b, const char *name, const char *label,
+		     const char *value, uint64_t n)
+{
+	evbuffer_add_printf(b, "%s{%s=\"%s\"} %" PRIu64 "\n", name, label,
+			    value, n);
+}
+
+/* Limits and refusals of the ingest paths (ingest.c, http_ingest.c). */
+static void ingest_metrics(struct evbuffer *b)
+{
+	static const char *const http_causes[ST_HTTP_REFUSALS] = {
+		[ST_HTTP_AUTH] = "auth", [ST_HTTP_OVERLOADED] = "overloaded",
+		[ST_HTTP_METHOD] = "method",
+	};
+	int e;
+
+	metric(b, "driftd_frames_received_total", "counter",
+	       "Binary frames received.", st.frames_received);
+	header(b, "driftd_frames_rejected_total", "counter",
+	       "Binary frames refused, by reason.");
+	for (e = FRM_ERR_VERSION; e <= FRM_ERR_TIMEOUT; e++)
+		labelled(b, "driftd_frames_rejected_total", "reason",
+			 frm_err_name((enum frm_err)e), st.frames_rejected[e]);
+	metric(b, "driftd_auth_failures_total", "counter",
+	       "Clients refused for a missing or wrong token.",
+	       st.auth_failures);
+	header(b, "driftd_connection_timeouts_total", "counter",
+	       "Ingest connections closed by a timeout, by kind.");
+	labelled(b, "driftd_connection_timeouts_total", "kind", "handshake",
+		 st.timeouts_handshake);
+	labelled(b, "driftd_connection_timeouts_total", "kind", "frame",
+		 st.timeouts_frame);
+	labelled(b, "driftd_connection_timeouts_total", "kind", "idle",
+		 st.timeouts_idle);
+	metric(b, "driftd_accept_errors_total", "counter",
+	       "Failed accepts (e.g. out of file descriptors).",
+	       st.accept_errors);
+	metric(b, "driftd_ingest_pauses_total", "counter",
+	       "Times a connection stopped being read for backpressure.",
+	       st.ingest_pauses);
+	metric(b, "driftd_connections_paused", "gauge",
+	       "Ingest connections not read now, for backpressure.",
+	       st.connections_paused);
+	metric(b, "driftd_http_ingest_requests_total", "counter",
+	       "POST /v1/ingest and /v1/labels requests.",
+	       st.http_ingest_requests);
+	header(b, "driftd_http_ingest_refused_total", "counter",
+	       "HTTP ingest requests refused whole, by cause.");
+	for (e = 0; e < ST_HTTP_REFUSALS; e++)
+		labelled(b, "driftd_http_ingest_refused_total", "cause",
+			 http_causes[e], st.http_ingest_refused[e]);
+}
+
 static void write_metrics(const struct http_srv *h, struct evbuffer *b)
 {
 	int e;
@@ -71,6 +131,7 @@ static void write_metrics(const struct http_srv *h, struct evbuffer *b)
 	       st.connections_refused);
 	metric(b, "driftd_connections_open", "gauge",
 	       "Ingest connections open.", st.connections_open);
+	ingest_metrics(b);
 	metric(b, "driftd_windows_closed_total", "counter",
 	       "Windows closed and sent to the detectors.", st.windows_closed);
 	metric(b, "driftd_windows_written_total", "counter",
@@ -119,6 +180,20 @@ static void send_text(struct evhttp_request *req, int code, const char *reason,
 	evhttp_send_reply(req, code, reason, body);
 }
 
+static void ingest(struct http_srv *h, struct evhttp_request *req,
+		   bool labels)
+{
+	struct hti_ctx c = {
+		.eng = h->ctx.eng,
+		.parser = h->parser,
+		.max_line = h->max_line,
+		.token = h->token,
+		.pressure = h->ctx.pressure(h->ctx.arg),
+	};
+
+	hti_handle(req, &c, labels);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
 	struct http_srv *h = arg;
@@ -146,6 +221,10 @@ static void on_request(struct evhttp_request *req, void *arg)
 		evbuffer_add_printf(b, ready ? "ready\n" : "not ready\n");
 		send_text(req, ready ? HTTP_OK : HTTP_SERVUNAVAIL,
 			  ready ? "OK" : "Service Unavailable", "text/plain", b);
+	} else if (!strcmp(path, "/v1/ingest")) {
+		ingest(h, req, false);
+	} else if (!strcmp(path, "/v1/labels")) {
+		ingest(h, req, true);
 	} else {
 		evbuffer_add_printf(b, "no such endpoint: %s\n", path);
 		send_text(req, HTTP_NOTFOUND, "Not Found", "text/plain", b);
@@ -161,8 +240,10 @@ struct http_srv *http_new(struct event_base *base, const struct http_ctx *ctx)
 		return NULL;
 	h->ctx = *ctx;
 	h->http = evhttp_new(base);
-	if (!h->http) {
-		free(h);
+	h->parser = ndj_new();
+	h->max_line = HTTP_MAX_BODY;
+	if (!h->http || !h->parser) {
+		http_free(h);
 		return NULL;
 	}
 	evhttp_set_max_headers_size(h->http, HTTP_MAX_HEADERS);
@@ -178,10 +259,28 @@ int http_add_listener(struct http_srv *h, int fd)
 	return evhttp_accept_socket_with_handle(h->http, fd) ? 0 : -ENOMEM;
 }
 
+int http_set_limits(struct http_srv *h, const struct conf *c)
+{
+	char *token = NULL;
+
+	if (c->token && !(token = strdup(c->token)))
+		return -ENOMEM;
+	free(h->token);
+	h->token = token;
+	h->max_line = c->max_line;
+	evhttp_set_max_body_size(h->http, c->max_body);
+	evhttp_set_timeout(h->http, (int)((c->http_timeout_us + 999999) /
+					  1000000));
+	return 0;
+}
+
 void http_free(struct http_srv *h)
 {
 	if (!h)
 		return;
-	evhttp_free(h->http);
+	if (h->http)
+		evhttp_free(h->http);
+	ndj_free(h->parser);
+	free(h->token);
 	free(h);
 }

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "utf8.h"
+
 struct ndj_parser {
 	struct json_tokener *tok;
 	json_object *root;	/* kept alive: the record borrows its strings */
@@ -37,6 +39,7 @@ static const char *const err_names[REC_ERR__COUNT] = {
 	[REC_ERR_REFERENCE_FROZEN] = "reference_frozen",
 	[REC_ERR_UNSUPPORTED] = "unsupported",
 	[REC_ERR_OVERLOADED] = "overloaded",
+	[REC_ERR_BAD_FRAME] = "bad_frame",
 };
 
 const char *rec_err_name(enum rec_err e)
@@ -333,49 +336,6 @@ static enum rec_err parse_role(json_object *o, struct record *r, char *msg,
 		return fail(REC_ERR_BAD_FIELD, msg, msglen,
 			    "role must be \"live\" or \"reference\"");
 	return REC_OK;
-}
-
-/* Offset of the first byte that breaks RFC 3629 UTF-8 (overlong forms,
- * surrogates, beyond U+10FFFF, truncated sequences), or LEN. */
-static size_t utf8_invalid_at(const unsigned char *s, size_t len)
-{
-	size_t i = 0, n, k;
-	uint32_t cp, min;
-	uint64_t w;
-
-	while (i < len) {
-		if (len - i >= 8) {
-			memcpy(&w, s + i, 8);
-			if (!(w & 0x8080808080808080ULL)) {
-				i += 8;
-				continue;
-			}
-		}
-		if (s[i] < 0x80) {
-			i++;
-			continue;
-		}
-		if ((s[i] & 0xE0) == 0xC0) {
-			n = 1, cp = s[i] & 0x1F, min = 0x80;
-		} else if ((s[i] & 0xF0) == 0xE0) {
-			n = 2, cp = s[i] & 0x0F, min = 0x800;
-		} else if ((s[i] & 0xF8) == 0xF0) {
-			n = 3, cp = s[i] & 0x07, min = 0x10000;
-		} else {
-			return i;
-		}
-		if (len - i <= n)
-			return i;
-		for (k = 1; k <= n; k++) {
-			if ((s[i + k] & 0xC0) != 0x80)
-				return i;
-			cp = cp << 6 | (s[i + k] & 0x3F);
-		}
-		if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-			return i;
-		i += n + 1;
-	}
-	return len;
 }
 
 /* True when the line holds a \u0000 escape (not an escaped backslash
