@@ -175,16 +175,23 @@ class Client:
         self.answers = {}          # seq -> Ack, answered, not yet taken
         self.summary = None
         self._buf = bytearray()
-        tok = (token or "").encode()
-        self.sock.sendall(MAGIC + frame(
-            HELLO, 0, _utf8(tok, "token") + _utf8(name, "name")))
-        ftype, _seq, p = self._read_frame()
-        if ftype != WELCOME:
-            raise DriftdError(5, f"expected WELCOME, got frame type {ftype}")
+        try:
+            p = self._handshake((token or "").encode(), name)
+        except BaseException:
+            sock.close()
+            raise
         self.version, = struct.unpack_from("<H", p, 0)
         self.max_frame, = struct.unpack_from("<Q", p, 4)
         (sl,) = struct.unpack_from("<H", p, 12)
         self.server = p[14:14 + sl].decode()
+
+    def _handshake(self, token, name):
+        self.sock.sendall(MAGIC + frame(
+            HELLO, 0, _utf8(token, "token") + _utf8(name, "name")))
+        ftype, _seq, p = self._read_frame()
+        if ftype != WELCOME:
+            raise DriftdError(5, f"expected WELCOME, got frame type {ftype}")
+        return p
 
     @classmethod
     def tcp(cls, host, port, token=None, timeout=60, **kw):
@@ -224,9 +231,14 @@ class Client:
         head = self._recv(HEADER.size)
         if head[0] == ord("{"):
             # The daemon refused the connection before the handshake
-            # (too many connections): one JSON line.
-            rest = head + self.sock.recv(4096)
-            raise DriftdError(8, rest.decode("utf-8", "replace").strip())
+            # (too many connections): one JSON line, then it closes.
+            line = bytearray(head) + self._buf
+            while b"\n" not in line:
+                chunk = self.sock.recv(4096)
+                if not chunk:
+                    break
+                line += chunk
+            raise DriftdError(8, line.decode("utf-8", "replace").strip())
         version, ftype, _flags, seq, length = HEADER.unpack(head)
         if version != VERSION:
             raise DriftdError(1, f"daemon answered with version {version}")
