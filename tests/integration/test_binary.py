@@ -13,7 +13,7 @@ import sys
 import time
 import unittest
 
-from driftd_harness import SOURCE_ROOT, Env, model_section
+from driftd_harness import SOURCE_ROOT, DaemonCase, model_section
 
 sys.path.insert(0, os.path.join(SOURCE_ROOT, "clients", "python"))
 import driftd_client as dc  # noqa: E402
@@ -93,23 +93,11 @@ class Raw:
         return self.read() is None
 
 
-class Binary(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.env = Env().__enter__()
-        cls.d = cls.env.driftd(
-            model_section("m", DIM, slice_by="region", reference=20,
-                          window=20, extra="max_slices = 4\n"),
-            extra_listen="max_frame = 64k\nhandshake_timeout = 1s\n"
-                         "frame_timeout = 2s\nmax_connections = 3000")
-        cls.d.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.d.close()
-        finally:
-            cls.env.__exit__(None, None, None)
+class Binary(DaemonCase):
+    MODELS = model_section("m", DIM, slice_by="region", reference=20,
+                           window=20, extra="max_slices = 4\n")
+    DRIFTD = {"extra_listen": "max_frame = 64k\nhandshake_timeout = 1s\n"
+                              "frame_timeout = 2s\nmax_connections = 3000"}
 
     def tearDown(self):
         for s in Raw.opened:
@@ -364,23 +352,11 @@ class Binary(unittest.TestCase):
                 s.close()
 
 
-class Limits(unittest.TestCase):
+class Limits(DaemonCase):
     """Token and connection count, on a daemon of their own."""
+    MODELS = model_section("m", DIM)
+    DRIFTD = {"extra_listen": "token = s3cret-T0ken\nmax_connections = 50"}
 
-    @classmethod
-    def setUpClass(cls):
-        cls.env = Env().__enter__()
-        cls.d = cls.env.driftd(model_section("m", DIM),
-                               extra_listen="token = s3cret-T0ken\n"
-                                            "max_connections = 50")
-        cls.d.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.d.close()
-        finally:
-            cls.env.__exit__(None, None, None)
 
     def test_token(self):
         with dc.Client.tcp("127.0.0.1", self.d.port,

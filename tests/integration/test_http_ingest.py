@@ -10,7 +10,7 @@ import socket
 import time
 import unittest
 
-from driftd_harness import Env, model_section, record
+from driftd_harness import DaemonCase, model_section, record
 
 DIM = 4
 TOKEN = "s3cret-T0ken"
@@ -20,23 +20,11 @@ def good(i):
     return record("m", [0.1, 0.2, 0.3, 0.4], id=f"h{i}")
 
 
-class HttpIngest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.env = Env().__enter__()
-        cls.d = cls.env.driftd(
-            model_section("m", DIM, reference=20, window=20),
-            extra_listen=f"token = {TOKEN}\nmax_body = 64k\nmax_line = 2k\n"
-                         "http_timeout = 2s\nhandshake_timeout = 1s\n"
-                         "frame_timeout = 2s")
-        cls.d.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.d.close()
-        finally:
-            cls.env.__exit__(None, None, None)
+class HttpIngest(DaemonCase):
+    MODELS = model_section("m", DIM, reference=20, window=20)
+    DRIFTD = {"extra_listen": f"token = {TOKEN}\nmax_body = 64k\n"
+                              "max_line = 2k\nhttp_timeout = 2s\n"
+                              "handshake_timeout = 1s\nframe_timeout = 2s"}
 
     def post(self, path, body, token=TOKEN, method="POST", headers=None):
         c = http.client.HTTPConnection("127.0.0.1", self.d.http_port,

@@ -14,7 +14,7 @@ import urllib.request
 
 import numpy as np
 
-from driftd_harness import SOURCE_ROOT, Env, model_section
+from driftd_harness import SOURCE_ROOT, DaemonCase, model_section
 
 sys.path.insert(0, os.path.join(SOURCE_ROOT, "clients", "python"))
 import driftd_client as dc  # noqa: E402
@@ -32,25 +32,13 @@ def rss_kb(pid):
     raise AssertionError("no VmRSS")
 
 
-class Overload(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.env = Env().__enter__()
-        # Permutations make each window cost the workers about a second,
-        # thousands of times what it costs to send.
-        cls.d = cls.env.driftd(
-            model_section("m", DIM, reference=WINDOW, window=WINDOW,
-                          detectors="mmd", permutations=20000,
-                          extra="max_queued_windows = 2\n"),
-            log_level="notice")
-        cls.d.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.d.close()
-        finally:
-            cls.env.__exit__(None, None, None)
+class Overload(DaemonCase):
+    # Permutations make each window cost the workers about a second,
+    # thousands of times what it costs to send.
+    MODELS = model_section("m", DIM, reference=WINDOW, window=WINDOW,
+                           detectors="mmd", permutations=20000,
+                           extra="max_queued_windows = 2\n")
+    DRIFTD = {"log_level": "notice"}
 
     def http_status(self):
         req = urllib.request.Request(
