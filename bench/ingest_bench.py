@@ -90,6 +90,13 @@ def run_sink(stream, repeat):
 
 # -- driftd -----------------------------------------------------------------
 
+def loop_cpu_s(pid):
+    """CPU seconds of the daemon's loop thread (the main thread) so far."""
+    with open(f"/proc/{pid}/task/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def read_exact(s, n):
     out = bytearray()
     while len(out) < n:
@@ -213,15 +220,26 @@ def main():
         d.start()
         try:
             run_binary(d, frames, 2, 2 * distinct)       # warm-up
+            pid = d.proc.pid
             if a.only != "ndjson":
+                cpu = loop_cpu_s(pid)
                 dt = run_binary(d, frames, repeat, n_bin)
+                cpu = loop_cpu_s(pid) - cpu
                 res["binary_records_per_s"] = n_bin / dt
                 res["binary_mb_per_s"] = bin_bytes * repeat / dt / 1e6
-                print(f"binary {n_bin / dt:,.0f} records/s", file=sys.stderr)
+                res["binary_loop_us_per_record"] = cpu / n_bin * 1e6
+                print(f"binary {n_bin / dt:,.0f} records/s, loop "
+                      f"{cpu / n_bin * 1e6:.2f} us CPU/record",
+                      file=sys.stderr)
             if a.only != "binary":
+                cpu = loop_cpu_s(pid)
                 dt = run_ndjson(d, blob, nd_repeat, n_nd)
+                cpu = loop_cpu_s(pid) - cpu
                 res["ndjson_records_per_s"] = n_nd / dt
-                print(f"ndjson {n_nd / dt:,.0f} records/s", file=sys.stderr)
+                res["ndjson_loop_us_per_record"] = cpu / n_nd * 1e6
+                print(f"ndjson {n_nd / dt:,.0f} records/s, loop "
+                      f"{cpu / n_nd * 1e6:.2f} us CPU/record",
+                      file=sys.stderr)
         finally:
             d.close()
     if a.only:

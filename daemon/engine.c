@@ -111,9 +111,13 @@ static void job_run(struct wq_job *w)
 	j->run_us = mono_us() - t0;
 }
 
-static void job_free(struct eng_job *j)
+/* The window's buffer goes back to its model for the next window. */
+static void job_free(struct eng_model *m, struct eng_job *j)
 {
-	win_closed_free(j->win);
+	if (m->removed)
+		win_closed_free(j->win);
+	else
+		win_recycle(m->win, j->win);
 	free(j);
 }
 
@@ -275,7 +279,7 @@ static void eval_finish(struct eval *ev)
 	for (i = 0; i < ev->n; i++) {
 		if (ev->jobs[i]->wq.status == 0)
 			write_window(e, ev, ev->jobs[i], thr);
-		job_free(ev->jobs[i]);
+		job_free(m, ev->jobs[i]);
 	}
 	m->windows_in_flight -= ev->n;
 	free(ev);

@@ -136,7 +136,7 @@ static void refuse_frame(struct ing_conn *c, const struct frm_header *h,
 
 void bin_drain(struct ing_conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->in;
 	uint8_t hb[FRM_HEADER_LEN];
 	struct frm_header h;
 	char msg[160];
@@ -177,25 +177,19 @@ void bin_drain(struct ing_conn *c)
 			refuse_frame(c, &h, e, msg);
 			continue;
 		}
-		if (avail - FRM_HEADER_LEN < h.length) {
-			/* Wake again only when the whole frame is here. */
-			bufferevent_setwatermark(c->bev, EV_READ,
-						 FRM_HEADER_LEN + h.length,
-						 c->ing->lim.max_frame);
-			return;
-		}
+		if (avail - FRM_HEADER_LEN < h.length)
+			break;	/* the rest of the frame is on its way */
 		handle_frame(c, &h, evbuffer_pullup(in, FRM_HEADER_LEN +
 							     h.length) +
 					    FRM_HEADER_LEN);
 		evbuffer_drain(in, FRM_HEADER_LEN + h.length);
 		conn_unit_done(c);
 	}
-	bufferevent_setwatermark(c->bev, EV_READ, 0, c->ing->lim.max_frame);
 }
 
 void bin_finish(struct ing_conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->in;
 	uint8_t hb[FRM_HEADER_LEN];
 	struct frm_header h = { 0 };
 	size_t avail;

@@ -18,14 +18,16 @@ enum ing_proto { PROTO_UNKNOWN, PROTO_NDJSON, PROTO_BINARY };
 struct ing_conn {
 	LIST_ENTRY(ing_conn) link;
 	struct ing *ing;
-	struct bufferevent *bev;
+	struct bufferevent *bev;	/* output only */
+	struct evbuffer *in;	/* input, filled by on_readable */
+	struct event *rd;	/* readable, with the idle timeout */
+	evutil_socket_t fd;
 	struct event *deadline;	/* handshake, then partial line or frame */
 	enum ing_proto proto;
 	struct ndj_parser *parser;	/* NDJSON, made on detection */
 	struct frm_decoder *dec;	/* binary, made on detection */
 	struct frm_buf out;		/* binary replies being built */
 	uint64_t line_no, accepted, rejected;
-	size_t leftover;	/* bytes of a partial unit already counted */
 	uint64_t skip;		/* binary: payload bytes of a refused frame */
 	bool skipping;		/* NDJSON: rest of an oversize line */
 	bool authed;

@@ -308,6 +308,10 @@ static void test_record_refusals(void **state)
 	expect(f, &r, REC_ERR_NOT_FINITE, "embedding[1] is NaN");
 	r = plain(), r.emb = inf_emb;
 	expect(f, &r, REC_ERR_NOT_FINITE, "embedding[2] is infinite");
+	/* The odd last value is checked on its own. */
+	static const float odd_tail[5] = { 1, 2, 3, 4, INFINITY };
+	r = plain(), r.dim = 5, r.emb = odd_tail;
+	expect(f, &r, REC_ERR_NOT_FINITE, "embedding[4] is infinite");
 	r = plain(), r.n_labels = 1, r.labels = bad_utf8;
 	expect(f, &r, REC_ERR_BAD_UTF8, "slice label value: invalid UTF-8");
 	r = plain(), r.n_labels = 17, r.labels = many;
