@@ -12,6 +12,7 @@
 
 #include "body.h"
 #include "engine.h"
+#include "http.h"
 #include "stats.h"
 
 /* Error entries in one answer; the counts always cover every line. */
@@ -24,34 +25,31 @@ struct answer {
 	uint64_t omitted;
 };
 
-static void send_json(struct evhttp_request *req, int code, const char *why,
-		      json_object *o)
+static void send_json(struct evhttp_request *req, int code, json_object *o)
 {
 	struct evbuffer *b = evbuffer_new();
 	size_t len;
 	const char *s = json_object_to_json_string_length(
 		o, JSON_C_TO_STRING_PLAIN, &len);
 
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-			  "Content-Type", "application/json");
 	if (b) {
 		evbuffer_add(b, s, len);
 		evbuffer_add(b, "\n", 1);
 	}
-	evhttp_send_reply(req, code, why, b);
+	http_reply(req, code, "application/json", b);
 	if (b)
 		evbuffer_free(b);
 	json_object_put(o);
 }
 
 static void send_refusal(struct evhttp_request *req, int code,
-			 const char *why, const char *error, const char *msg)
+			 const char *error, const char *msg)
 {
 	json_object *o = json_object_new_object();
 
 	json_object_object_add(o, "error", json_object_new_string(error));
 	json_object_object_add(o, "message", json_object_new_string(msg));
-	send_json(req, code, why, o);
+	send_json(req, code, o);
 }
 
 static bool authorized(struct evhttp_request *req, const char *token)
@@ -113,20 +111,12 @@ void hti_handle(struct evhttp_request *req, const struct hti_ctx *ctx,
 	json_object *o;
 
 	st.http_ingest_requests++;
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
-		st.http_ingest_refused[ST_HTTP_METHOD]++;
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-				  "Allow", "POST");
-		send_refusal(req, 405, "Method Not Allowed", "method",
-			     "use POST with an NDJSON body");
-		return;
-	}
 	if (ctx->token && !authorized(req, ctx->token)) {
 		st.http_ingest_refused[ST_HTTP_AUTH]++;
 		st.auth_failures++;
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 				  "WWW-Authenticate", "Bearer");
-		send_refusal(req, 401, "Unauthorized", "auth",
+		send_refusal(req, 401, "auth",
 			     "send Authorization: Bearer TOKEN with the "
 			     "configured token");
 		return;
@@ -135,7 +125,7 @@ void hti_handle(struct evhttp_request *req, const struct hti_ctx *ctx,
 		st.http_ingest_refused[ST_HTTP_OVERLOADED]++;
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 				  "Retry-After", "1");
-		send_refusal(req, 503, "Service Unavailable", "overloaded",
+		send_refusal(req, 503, "overloaded",
 			     "the detectors or the database are behind; "
 			     "retry later");
 		return;
@@ -152,5 +142,5 @@ void hti_handle(struct evhttp_request *req, const struct hti_ctx *ctx,
 	if (a.omitted)
 		json_object_object_add(o, "errors_omitted",
 				       json_object_new_int64((int64_t)a.omitted));
-	send_json(req, 200, "OK", o);
+	send_json(req, 200, o);
 }

@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "clients", "python"))
 import driftd_client as dc  # noqa: E402
 
 
-def add_parser(sub):
+def register(sub):
     p = sub.add_parser("send", help="stream a file of records to driftd",
                        description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -98,7 +98,6 @@ class HttpIngest(DaemonCase):
     def test_wrong_method(self):
         status, body, r = self.post("/v1/ingest", None, method="GET")
         self.assertEqual(status, 405)
-        self.assertEqual(r.getheader("Allow"), "POST")
 
     def test_slow_request_times_out(self):
         s = socket.create_connection(("127.0.0.1", self.d.http_port))
