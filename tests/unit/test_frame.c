@@ -30,10 +30,11 @@ static void w_bytes(struct w *w, const void *p, size_t n)
 	w->n += n;
 }
 
+/* N little-endian bytes of V; beyond 8 bytes, zeros. */
 static void w_le(struct w *w, uint64_t v, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		w->b[w->n++] = (uint8_t)(v >> (8 * i));
+		w->b[w->n++] = i < 8 ? (uint8_t)(v >> (8 * i)) : 0;
 }
 
 static void w_str(struct w *w, const char *s, size_t n)
