@@ -625,7 +625,6 @@ static struct ing_conn *conn_new(struct ing *g, evutil_socket_t fd)
 	if (!c)
 		return NULL;
 	c->ing = g;
-	c->fd = fd;
 	c->bev = bufferevent_socket_new(g->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->deadline = event_new(g->base, -1, 0, on_deadline, c);
 	c->rd = event_new(g->base, fd, EV_READ | EV_PERSIST, on_readable, c);

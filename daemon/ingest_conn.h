@@ -21,7 +21,6 @@ struct ing_conn {
 	struct bufferevent *bev;	/* output only */
 	struct evbuffer *in;	/* input, filled by on_readable */
 	struct event *rd;	/* readable, with the idle timeout */
-	evutil_socket_t fd;
 	struct event *deadline;	/* handshake, then partial line or frame */
 	enum ing_proto proto;
 	struct ndj_parser *parser;	/* NDJSON, made on detection */
