@@ -802,11 +802,6 @@ size_t ing_connections(const struct ing *g)
 	return g->n_conns;
 }
 
-size_t ing_paused(const struct ing *g)
-{
-	return g->n_paused;
-}
-
 void ing_free(struct ing *g)
 {
 	if (!g)

@@ -56,7 +56,6 @@ void ing_stop_accepting(struct ing *g);
  * processed, the summary is sent, then it closes. */
 void ing_close_all(struct ing *g);
 size_t ing_connections(const struct ing *g);
-size_t ing_paused(const struct ing *g);
 
 void ing_free(struct ing *g);
 
