@@ -86,7 +86,7 @@ def run_part(name, build, quick):
     if name == "detectors":
         res = run_detectors(build, quick)
     else:
-        mod = __import__({"ingest": "ingest_matrix"}.get(name, name))
+        mod = __import__({"ingest": "ingest_bench"}.get(name, name))
         res = mod.run(build, quick=quick, log=sys.stderr)
     res["seconds"] = time.monotonic() - t0
     return res

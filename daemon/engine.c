@@ -58,6 +58,7 @@ struct eng_job {
 	struct mmd_result mmd;
 	struct cen_result cen;
 	uint64_t run_us;
+	uint64_t closed_us;	/* monotonic, for the close -> commit latency */
 };
 
 /* The windows of one model closed at the same moment: corrected together. */
@@ -288,6 +289,7 @@ static void write_window(struct eng *e, const struct eval *ev,
 		.seed = j->dp.mmd.seed,
 		.tests = t,
 		.n_tests = n,
+		.closed_us = j->closed_us,
 	};
 
 	if (n == 0) {
@@ -425,6 +427,7 @@ static void submit_eval(struct eng_model *m, struct win_closed *list)
 		j->dp = det_params_of(cfg, c);
 		j->wq.run = job_run;
 		j->wq.done = job_done;
+		j->closed_us = mono_us();
 		st.windows_closed++;
 		m->windows++;
 		wq_submit(m->eng->wq, &j->wq, 0);

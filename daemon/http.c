@@ -406,6 +406,9 @@ static void write_metrics(const struct http_srv *h, struct evbuffer *b)
 	prom_histogram(b, "driftd_detector_duration_seconds",
 		       "Detectors on one window (one job on a worker thread).",
 		       &st.detector_seconds);
+	prom_histogram(b, "driftd_window_commit_latency_seconds",
+		       "One window, closed to its rows committed.",
+		       &st.window_latency_seconds);
 	prom_gauge(b, "driftd_jobs_queued", "Detector jobs waiting for a worker.",
 		   (double)wq_depth(h->ctx.wq));
 	prom_gauge(b, "driftd_job_longest_run_seconds",

@@ -342,8 +342,9 @@ static void on_store_log(void *arg, int level, const char *msg)
 
 static void on_store_timing(void *arg, enum store_timing what, uint64_t us)
 {
-	prom_observe_us(what == STORE_T_WRITE ? &st.store_write_seconds :
-						&st.store_commit_seconds, us);
+	prom_observe_us(what == STORE_T_WRITE  ? &st.store_write_seconds :
+			what == STORE_T_COMMIT ? &st.store_commit_seconds :
+						 &st.window_latency_seconds, us);
 }
 
 static void on_read_timing(void *arg, uint64_t us)

@@ -41,6 +41,7 @@ struct stats {
 	struct prom_hist detector_seconds;	/* one window's detectors */
 	struct prom_hist store_write_seconds;	/* one write statement */
 	struct prom_hist store_commit_seconds;	/* window queued -> committed */
+	struct prom_hist window_latency_seconds;	/* closed -> committed */
 	struct prom_hist store_read_seconds;	/* one JSON API query */
 	uint64_t http_responses[6];		/* by status class: [2] = 2xx */
 };

@@ -477,7 +477,10 @@ int req_new_window(const struct store_window *w, struct req **out)
 	array_param(&b, w, elem_bandwidth);
 	array_param(&b, w, elem_permutations);
 	event_params(&b, w->events, w->n_events);
-	return finish(&b, REQ_WINDOW, out);
+	if (finish(&b, REQ_WINDOW, out) < 0)
+		return -ENOMEM;
+	(*out)->closed_us = w->closed_us;
+	return 0;
 }
 
 static void optional_text(struct builder *b, const char *s)

@@ -24,6 +24,7 @@ struct req {
 	int formats[REQ_MAX_PARAMS];        /* 0 text, 1 binary */
 	char *buf;
 	uint64_t queued_us, sent_us;        /* monotonic, for store_opts.observe */
+	uint64_t closed_us;                 /* a window's close, 0: unknown */
 };
 
 TAILQ_HEAD(req_list, req);

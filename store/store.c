@@ -380,6 +380,8 @@ static void observe(struct store *s, const struct req *r)
 		return;
 	s->opts.observe(s->arg, STORE_T_WRITE, now - r->sent_us);
 	s->opts.observe(s->arg, STORE_T_COMMIT, now - r->queued_us);
+	if (r->closed_us)
+		s->opts.observe(s->arg, STORE_T_CLOSED, now - r->closed_us);
 }
 
 static bool completed(struct store *s, const struct req *r, const PGresult *res)

@@ -35,6 +35,7 @@ typedef void (*store_events_fn)(void *arg, unsigned queued, unsigned suppressed)
 enum store_timing {
 	STORE_T_WRITE,  /* one write statement: sent -> committed */
 	STORE_T_COMMIT, /* one window: store_put_window -> committed */
+	STORE_T_CLOSED, /* one window: closed (closed_us) -> committed */
 };
 
 /* Zero fields take the defaults shown. */
@@ -86,6 +87,7 @@ struct store_window {
 	size_t n_tests;           /* may be 0 */
 	const struct store_event *events; /* outbox rows this result raises */
 	size_t n_events;          /* may be 0 */
+	uint64_t closed_us;       /* CLOCK_MONOTONIC µs the window closed; 0: unknown */
 };
 
 enum store_persist {

@@ -92,7 +92,8 @@ class Observe(ObservedCase):
         fams = families(self.d.http_get("/metrics")[1])
         counts = {"driftd_detector_duration_seconds": WINDOWS,
                   "driftd_store_write_duration_seconds": WINDOWS,
-                  "driftd_store_commit_delay_seconds": WINDOWS}
+                  "driftd_store_commit_delay_seconds": WINDOWS,
+                  "driftd_window_commit_latency_seconds": WINDOWS}
         for name, want in counts.items():
             f = fams[name]
             self.assertEqual(f.type, "histogram")
@@ -104,6 +105,18 @@ class Observe(ObservedCase):
             self.assertEqual(values[-1], want, name)
             self.assertEqual(value(fams, name, name + "_count"), want)
             self.assertGreater(value(fams, name, name + "_sum"), 0)
+
+    def test_close_to_commit_spans_detectors_and_store(self):
+        # Per window, close -> commit holds its detector job and its
+        # hand-over -> commit time, one after the other.
+        fams = families(self.d.http_get("/metrics")[1])
+
+        def total(name):
+            return value(fams, name, name + "_sum")
+        self.assertGreaterEqual(
+            total("driftd_window_commit_latency_seconds") + 1e-6 * WINDOWS,
+            total("driftd_detector_duration_seconds") +
+            total("driftd_store_commit_delay_seconds"))
 
     def test_latest_per_slice_matches_sql_within_the_cap(self):
         fams = families(self.d.http_get("/metrics")[1])
