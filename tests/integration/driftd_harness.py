@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 import urllib.request
 
 SOURCE_ROOT = os.environ.get(
@@ -245,3 +246,35 @@ class Env:
     def driftd(self, models, **kw):
         sub = tempfile.mkdtemp(dir=self.tmp.name)
         return Driftd(self.pg, models, sub, **kw)
+
+
+class DaemonCase(unittest.TestCase):
+    """One PostgreSQL and one running driftd shared by the tests of a class.
+    Subclasses set MODELS (config sections) and DRIFTD (keyword arguments
+    of Driftd) and may feed the daemon in feed()."""
+
+    MODELS = ""
+    DRIFTD = {}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.env = Env().__enter__()
+        cls.d = None
+        try:
+            cls.d = cls.env.driftd(cls.MODELS, **cls.DRIFTD).start()
+            cls.feed()
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def feed(cls):
+        pass
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            if cls.d:
+                cls.d.close()
+        finally:
+            cls.env.__exit__(None, None, None)

@@ -8,28 +8,16 @@ import socket
 import threading
 import unittest
 
-from driftd_harness import Env, model_section, read_replies, record
+from driftd_harness import DaemonCase, model_section, read_replies, record
 
 DIM = 4
 GOOD = record("m", [0.1, 0.2, 0.3, 0.4], id="good")
 
 
-class BadInput(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.env = Env().__enter__()
-        cls.d = cls.env.driftd(
-            model_section("m", DIM, slice_by="region", reference=50,
-                          window=50, extra="max_slices = 3\n"),
-            extra_listen="max_line = 4k")
-        cls.d.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.d.close()
-        finally:
-            cls.env.__exit__(None, None, None)
+class BadInput(DaemonCase):
+    MODELS = model_section("m", DIM, slice_by="region", reference=50,
+                           window=50, extra="max_slices = 3\n")
+    DRIFTD = {"extra_listen": "max_line = 4k"}
 
     def one_bad(self, line, reason, id_=None, words=()):
         """Sends LINE between two good lines; checks the reply."""

@@ -7,7 +7,7 @@ import unittest
 
 import numpy as np
 
-from driftd_harness import Env, model_section, record
+from driftd_harness import DaemonCase, model_section, record
 
 DIM = 16
 REF = 300
@@ -34,14 +34,13 @@ def stream(rng, phase_records, shift_slice=None, shift=0.0, t_offset=0):
     return lines
 
 
-class EndToEnd(unittest.TestCase):
+class EndToEnd(DaemonCase):
+    MODELS = model_section("enc", DIM, slice_by="region", reference=REF,
+                           window=WIN, permutations=200, alpha=0.01)
+    DRIFTD = {}
+
     @classmethod
-    def setUpClass(cls):
-        cls.env = Env().__enter__()
-        cls.d = cls.env.driftd(model_section(
-            "enc", DIM, slice_by="region", reference=REF, window=WIN,
-            permutations=200, alpha=0.01))
-        cls.d.start()
+    def feed(cls):
         rng = np.random.default_rng(20261130)
         ref = stream(rng, REF)
         live = stream(rng, 2 * WIN, shift_slice="eu", shift=0.5,
@@ -54,13 +53,6 @@ class EndToEnd(unittest.TestCase):
             "threshold, drifted, window_start, window_end "
             "FROM driftd.drift_history WHERE test = 'mmd' "
             "ORDER BY slice, window_id", 2 * 3 + 8)
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.d.close()
-        finally:
-            cls.env.__exit__(None, None, None)
 
     def mmd_rows(self, slice_):
         return [r for r in self.rows if r[1] == slice_]

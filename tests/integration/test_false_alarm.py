@@ -12,7 +12,7 @@ import unittest
 
 import numpy as np
 
-from driftd_harness import Env, model_section, record
+from driftd_harness import DaemonCase, model_section, record
 
 DIM = 8
 SLICES = 40
@@ -34,28 +34,20 @@ def lines(rng, shift):
     return out
 
 
-class FalseAlarm(unittest.TestCase):
+class FalseAlarm(DaemonCase):
+    MODELS = "".join(model_section(
+        name, DIM, slice_by="s", reference=REF, window=WIN, permutations=199,
+        alpha=ALPHA, correction="none", detectors="mmd")
+        for name in ("null", "shift"))
+    DRIFTD = {"log_level": "warning"}
+
     @classmethod
-    def setUpClass(cls):
-        cls.env = Env().__enter__()
-        sections = "".join(model_section(
-            name, DIM, slice_by="s", reference=REF, window=WIN,
-            permutations=199, alpha=ALPHA, correction="none",
-            detectors="mmd") for name in ("null", "shift"))
-        cls.d = cls.env.driftd(sections, log_level="warning")
-        cls.d.start()
+    def feed(cls):
         rng = np.random.default_rng(99)
         cls.d.send_lines(lines(rng, 0.0))
         cls.d.send_lines(lines(rng, 1.0))
         cls.d.wait_rows("SELECT 1 FROM driftd.drift_history WHERE "
                         "slice <> '*'", 2 * SLICES * WINDOWS, timeout=180)
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.d.close()
-        finally:
-            cls.env.__exit__(None, None, None)
 
     def drifted(self, model):
         rows = self.env.pg.psql(
