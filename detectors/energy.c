@@ -2,20 +2,8 @@
 #include "energy.h"
 
 #include <errno.h>
-#include <math.h>
 
 #include "kperm.h"
-
-/* Gram matrix to -||z_i - z_j||, upper triangle only. */
-static void distance_kernel(float *kern, const float *norms, size_t count)
-{
-	for (size_t i = 0; i < count; i++) {
-		float *row = kern + i * count;
-
-		for (size_t j = i + 1; j < count; j++)
-			row[j] = -sqrtf(kperm_sqdist(norms, i, j, row[j]));
-	}
-}
 
 int energy_workspace_bytes(size_t n, size_t m, size_t d,
 			   const struct energy_params *p, size_t *bytes)
@@ -40,9 +28,9 @@ int energy_test(const float *x, size_t n, const float *y, size_t m, size_t d,
 	if (err)
 		return err;
 	kperm_gram(&w, x, y);
-	distance_kernel(w.kern, w.norms, w.pooled);
-	kperm_run(&w, p->permutations, p->seed, ENERGY_STREAM_PERMUTATION,
-		  &out->statistic, &out->p_value);
+	kperm_run(&w, kperm_apply(&w, KPERM_DISTANCE, 0.0), p->permutations,
+		  p->seed, ENERGY_STREAM_PERMUTATION, &out->statistic,
+		  &out->p_value);
 	out->permutations = p->permutations;
 	kperm_free(&w);
 	return 0;

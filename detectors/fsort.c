@@ -2,21 +2,9 @@
 #include "fsort.h"
 
 #include <stdbool.h>
-#include <string.h>
 
 /* Below this many values insertion sort beats four counting passes. */
 #define SMALL 48
-
-/* Integer keys in the order of the floats: negative values have all bits
- * flipped, non-negative ones the sign bit set. */
-static uint32_t key_of(float f)
-{
-	uint32_t u;
-
-	f += 0.0f; /* -0.0 becomes +0.0 */
-	memcpy(&u, &f, sizeof u);
-	return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
 
 static float float_of(uint32_t k)
 {
@@ -39,48 +27,63 @@ static void insertion_sort(uint32_t *k, size_t n)
 	}
 }
 
-/* One stable counting pass on byte `shift/8`; false (and nothing moved)
- * when every key has the same byte there. */
-static bool radix_pass(const uint32_t *src, uint32_t *dst, size_t n,
-		       unsigned shift)
+/* One stable scatter on byte b using its precomputed histogram count. */
+static void scatter(const uint32_t *src, uint32_t *dst, size_t n, unsigned b,
+		    size_t *count)
 {
-	size_t count[256] = { 0 }, pos = 0;
+	size_t pos = 0;
+	unsigned shift = 8 * b;
 
-	for (size_t i = 0; i < n; i++)
-		count[(src[i] >> shift) & 0xffu]++;
-	if (count[(src[0] >> shift) & 0xffu] == n)
-		return false;
-	for (size_t b = 0; b < 256; b++) {
-		size_t c = count[b];
+	for (size_t i = 0; i < 256; i++) {
+		size_t c = count[i];
 
-		count[b] = pos;
+		count[i] = pos;
 		pos += c;
 	}
 	for (size_t i = 0; i < n; i++)
 		dst[count[(src[i] >> shift) & 0xffu]++] = src[i];
-	return true;
+}
+
+void fsort_keys(uint32_t *k, size_t n, uint32_t *tmp)
+{
+	size_t count[4][256] = { { 0 } };
+	uint32_t *src = k, *dst = tmp;
+
+	if (n < SMALL) {
+		insertion_sort(k, n);
+		return;
+	}
+	/* All four histograms in one read of the keys. */
+	for (size_t i = 0; i < n; i++) {
+		uint32_t v = k[i];
+
+		count[0][v & 0xffu]++;
+		count[1][(v >> 8) & 0xffu]++;
+		count[2][(v >> 16) & 0xffu]++;
+		count[3][v >> 24]++;
+	}
+	for (unsigned b = 0; b < 4; b++) {
+		/* a byte shared by every key orders nothing */
+		if (count[b][(k[0] >> (8 * b)) & 0xffu] == n)
+			continue;
+		scatter(src, dst, n, b, count[b]);
+		uint32_t *t = src;
+
+		src = dst;
+		dst = t;
+	}
+	if (src != k)
+		memcpy(k, src, n * sizeof *k);
 }
 
 void fsort(float *v, size_t n, float *tmp)
 {
-	uint32_t *a = (uint32_t *)(void *)v, *b = (uint32_t *)(void *)tmp;
+	uint32_t *k = (uint32_t *)(void *)v;
 
 	_Static_assert(sizeof(float) == sizeof(uint32_t), "float is 32 bits");
 	for (size_t i = 0; i < n; i++)
-		a[i] = key_of(v[i]);
-	if (n < SMALL) {
-		insertion_sort(a, n);
-	} else {
-		for (unsigned shift = 0; shift < 32; shift += 8)
-			if (radix_pass(a, b, n, shift)) {
-				uint32_t *t = a;
-
-				a = b;
-				b = t;
-			}
-		if (a != (uint32_t *)(void *)v)
-			memcpy(v, a, n * sizeof *a);
-	}
+		k[i] = fsort_key(v[i]);
+	fsort_keys(k, n, (uint32_t *)(void *)tmp);
 	for (size_t i = 0; i < n; i++)
-		v[i] = float_of(((uint32_t *)(void *)v)[i]);
+		v[i] = float_of(k[i]);
 }

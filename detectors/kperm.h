@@ -60,14 +60,23 @@ static inline float kperm_sqdist(const float *norms, size_t i, size_t j,
 	return sq > 0.0 ? (float)sq : 0.0f;
 }
 
-/* With the kernel in the upper triangle of w->kern (diagonal ignored):
- * T_obs for the observed split and the permutation p-value
+/* Applies f(||z_i - z_j||²) to every Gram entry of the upper triangle of
+ * w->kern, in float arithmetic that the compiler vectorises, and returns
+ * the sum of the new entries (what kperm_run needs). */
+enum kperm_kernel { KPERM_GAUSSIAN, KPERM_DISTANCE };
+double kperm_apply(struct kperm_work *w, enum kperm_kernel kind,
+		   double bandwidth);
+
+/* With the kernel in the upper triangle of w->kern (diagonal ignored) and
+ * kernel_sum the sum of its entries above the diagonal: T_obs for the
+ * observed split and the permutation p-value
  * (1 + #{b : T_b >= T_obs}) / (B + 1) over B random reassignments drawn
  * from rng_init(seed, stream). A reassignment within float rounding of
  * T_obs counts as a tie (duplicated points never make the test liberal).
  * B = 0 gives the statistic and p = NaN. Overwrites the kernel with its
  * mean-centred form. */
-void kperm_run(struct kperm_work *w, unsigned permutations, uint64_t seed,
-	       uint64_t stream, double *statistic, double *p_value);
+void kperm_run(struct kperm_work *w, double kernel_sum, unsigned permutations,
+	       uint64_t seed, uint64_t stream, double *statistic,
+	       double *p_value);
 
 #endif

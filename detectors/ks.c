@@ -33,18 +33,20 @@ static size_t gcd(size_t a, size_t b)
 }
 
 /* max over the pooled values v of |F_a(v)·n·m - F_b(v)·n·m| =
- * |i·m - j·n|, i and j the counts of a and b at or below v. */
-static uint64_t max_gap(const float *a, size_t n, const float *b, size_t m)
+ * |i·m - j·n|, i and j the counts of a and b at or below v; a and b are
+ * sorted keys (fsort_key), which tie exactly when the floats do. */
+static uint64_t max_gap(const uint32_t *a, size_t n, const uint32_t *b,
+			size_t m)
 {
 	size_t i = 0, j = 0;
 	uint64_t best = 0;
 
 	while (i < n && j < m) {
-		float v = b[j] < a[i] ? b[j] : a[i];
+		uint32_t v = b[j] < a[i] ? b[j] : a[i];
 
-		while (i < n && !(a[i] > v))
+		while (i < n && a[i] == v)
 			i++;
-		while (j < m && !(b[j] > v))
+		while (j < m && b[j] == v)
 			j++;
 		uint64_t im = (uint64_t)i * m, jn = (uint64_t)j * n;
 		uint64_t gap = im > jn ? im - jn : jn - im;
@@ -370,17 +372,11 @@ double ks_p_value(size_t n, size_t m, double d)
 	return asymptotic_p(n, m, d, &p) ? (double)NAN : p;
 }
 
-int ks_test_sorted(const float *a, size_t n, const float *b, size_t m,
-		   struct ks_result *out)
+static int finish(size_t n, size_t m, uint64_t num, struct ks_result *out)
 {
-	uint64_t num;
 	double p;
-	int err;
+	int err = gap_p(n, m, num, &p);
 
-	if (!a || !b || !out || !n || !m || n > UINT32_MAX || m > UINT32_MAX)
-		return -EINVAL;
-	num = max_gap(a, n, b, m);
-	err = gap_p(n, m, num, &p);
 	if (err)
 		return err;
 	out->statistic = (double)num / ((double)n * (double)m);
@@ -389,24 +385,52 @@ int ks_test_sorted(const float *a, size_t n, const float *b, size_t m,
 	return 0;
 }
 
-int ks_test(const float *a, size_t n, const float *b, size_t m,
-	    struct ks_result *out)
+/* Keys of a then b in one buffer of 2·(n + m) (the second half scratch),
+ * each sample sorted unless already so. */
+static uint32_t *sorted_keys(const float *a, size_t n, const float *b,
+			     size_t m, bool sort)
 {
-	float *buf;
+	uint32_t *k = malloc(2 * (n + m) * sizeof *k);
+
+	if (!k)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		k[i] = fsort_key(a[i]);
+	for (size_t i = 0; i < m; i++)
+		k[n + i] = fsort_key(b[i]);
+	if (sort) {
+		fsort_keys(k, n, k + n + m);
+		fsort_keys(k + n, m, k + n + m);
+	}
+	return k;
+}
+
+static int test_keys(const float *a, size_t n, const float *b, size_t m,
+		     struct ks_result *out, bool sort)
+{
+	uint32_t *k;
 	int err;
 
 	if (!a || !b || !out || !n || !m || n > UINT32_MAX || m > UINT32_MAX)
 		return -EINVAL;
-	buf = malloc(2 * (n + m) * sizeof *buf);
-	if (!buf)
+	k = sorted_keys(a, n, b, m, sort);
+	if (!k)
 		return -ENOMEM;
-	memcpy(buf, a, n * sizeof *buf);
-	memcpy(buf + n, b, m * sizeof *buf);
-	fsort(buf, n, buf + n + m);
-	fsort(buf + n, m, buf + n + m);
-	err = ks_test_sorted(buf, n, buf + n, m, out);
-	free(buf);
+	err = finish(n, m, max_gap(k, n, k + n, m), out);
+	free(k);
 	return err;
+}
+
+int ks_test_sorted(const float *a, size_t n, const float *b, size_t m,
+		   struct ks_result *out)
+{
+	return test_keys(a, n, b, m, out, false);
+}
+
+int ks_test(const float *a, size_t n, const float *b, size_t m,
+	    struct ks_result *out)
+{
+	return test_keys(a, n, b, m, out, true);
 }
 
 /* ---- per coordinate ---- */
@@ -424,29 +448,29 @@ static int by_gap(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Columns j0..j0+cols of a (count x d) into cols rows of count values. */
+/* Keys of columns j0..j0+cols of a (count x d), one row per column. */
 static void transpose(const float *a, size_t count, size_t d, size_t j0,
-		      size_t cols, float *out)
+		      size_t cols, uint32_t *out)
 {
 	for (size_t i = 0; i < count; i++) {
 		const float *row = a + i * d + j0;
 
 		for (size_t c = 0; c < cols; c++)
-			out[c * count + i] = row[c];
+			out[c * count + i] = fsort_key(row[c]);
 	}
 }
 
 static void block_gaps(const float *x, size_t n, const float *y, size_t m,
-		       size_t d, size_t j0, size_t cols, float *buf,
+		       size_t d, size_t j0, size_t cols, uint32_t *buf,
 		       struct gap_of *gaps)
 {
-	float *xs = buf, *ys = buf + cols * n, *tmp = ys + cols * m;
+	uint32_t *xs = buf, *ys = buf + cols * n, *tmp = ys + cols * m;
 
 	transpose(x, n, d, j0, cols, xs);
 	transpose(y, m, d, j0, cols, ys);
 	for (size_t c = 0; c < cols; c++) {
-		fsort(xs + c * n, n, tmp);
-		fsort(ys + c * m, m, tmp);
+		fsort_keys(xs + c * n, n, tmp);
+		fsort_keys(ys + c * m, m, tmp);
 		gaps[j0 + c] = (struct gap_of){
 			.num = max_gap(xs + c * n, n, ys + c * m, m),
 			.dim = j0 + c,
@@ -493,7 +517,7 @@ int ks_dims(const float *x, size_t n, const float *y, size_t m, size_t d,
 	    double *stat, double *pval)
 {
 	size_t block = d < DIM_BLOCK ? d : DIM_BLOCK, buf_len, cols_len;
-	float *buf = NULL;
+	uint32_t *buf = NULL;
 	struct gap_of *gaps = NULL;
 	double *raw = NULL, *adj = NULL;
 	int err = -ENOMEM;

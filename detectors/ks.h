@@ -41,8 +41,8 @@ struct ks_result {
 int ks_test(const float *a, size_t n, const float *b, size_t m,
 	    struct ks_result *out);
 
-/* Same for inputs already sorted ascending (as fsort leaves them); no
- * allocation. Unsorted input gives a wrong D, never a crash. */
+/* Same for inputs already sorted ascending (as fsort leaves them): skips
+ * the sort. Unsorted input gives a wrong D, never a crash. */
 int ks_test_sorted(const float *a, size_t n, const float *b, size_t m,
 		   struct ks_result *out);
 

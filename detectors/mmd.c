@@ -186,22 +186,6 @@ static void median_bandwidth(float *pairs, size_t count, struct rng *r,
 	*h = *fallback ? 1.0 : med;
 }
 
-/* Gram matrix to the Gaussian kernel exp(-||z_i - z_j||²/h) off the
- * diagonal, upper triangle only. */
-static void gaussian_kernel(float *kern, const float *norms, size_t count,
-			    double h)
-{
-	float neg_inv_h = (float)(-1.0 / h);
-
-	for (size_t i = 0; i < count; i++) {
-		float *row = kern + i * count;
-
-		for (size_t j = i + 1; j < count; j++)
-			row[j] = expf(kperm_sqdist(norms, i, j, row[j]) *
-				      neg_inv_h);
-	}
-}
-
 /* Reference rows come first in the pooled matrix, so their Gram entries
  * are the top-left block of w->kern. */
 static int pooled_bandwidth(const struct kperm_work *w,
@@ -268,9 +252,10 @@ int mmd_test(const float *x, size_t n, const float *y, size_t m, size_t d,
 	if (sz.ref_used)
 		err = pooled_bandwidth(&w, &sz, p->seed, &h, &fallback);
 	if (!err) {
-		gaussian_kernel(w.kern, w.norms, w.pooled, h);
-		kperm_run(&w, p->permutations, p->seed, MMD_STREAM_PERMUTATION,
-			  &stat, &pval);
+		double sum = kperm_apply(&w, KPERM_GAUSSIAN, h);
+
+		kperm_run(&w, sum, p->permutations, p->seed,
+			  MMD_STREAM_PERMUTATION, &stat, &pval);
 	}
 	kperm_free(&w);
 	if (err)
