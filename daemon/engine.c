@@ -12,6 +12,7 @@
 
 #include "conf.h"
 #include "correct.h"
+#include "latest.h"
 #include "log.h"
 #include "registry.h"
 #include "rng.h"
@@ -36,6 +37,7 @@ struct eng_model {
 	unsigned evals_in_flight;
 	bool removed;			/* freed when evals_in_flight hits 0 */
 	uint64_t records, windows;
+	struct lat *latest;		/* for /metrics */
 };
 
 /* Everything a job needs, copied so that a reload cannot pull it away. */
@@ -320,6 +322,7 @@ static void put_reference(struct eng *e, const char *model,
 static void log_window(const char *model, const struct win_closed *c,
 		       const struct store_test *t, size_t n)
 {
+	struct log_ctx ctx;
 	char line[512];
 	size_t pos = 0, i;
 	bool drifted = false;
@@ -334,10 +337,17 @@ static void log_window(const char *model, const struct win_closed *c,
 	}
 	if (drifted)
 		st.windows_drifted++;
-	log_msg(drifted ? LOG_LVL_NOTICE : LOG_LVL_INFO,
-		"model %s slice %s window %lld n=%u: %s%s", model, c->slice,
-		(long long)c->window_id, c->n,
-		drifted ? "DRIFT" : "no drift", line);
+	ctx = (struct log_ctx){
+		.model = model,
+		.slice = c->slice,
+		.window_id = c->window_id,
+		.event = drifted ? "drift" : "window",
+		.message_id = drifted ? LOG_MID_DRIFT : LOG_MID_WINDOW,
+	};
+	log_event(drifted ? LOG_LVL_NOTICE : LOG_LVL_INFO, &ctx,
+		  "model %s slice %s window %lld n=%u: %s%s", model, c->slice,
+		  (long long)c->window_id, c->n,
+		  drifted ? "DRIFT" : "no drift", line);
 }
 
 static void write_window(struct eng *e, const struct eval *ev,
@@ -379,6 +389,9 @@ static void write_window(struct eng *e, const struct eval *ev,
 		return;
 	}
 	st.windows_written++;
+	if (lat_put(ev->model->latest, &w) < 0)
+		log_err("model %s slice %s: out of memory for /metrics", model,
+			c->slice);
 }
 
 static void model_release(struct eng_model *m);
@@ -407,6 +420,7 @@ static void job_done(struct wq_job *w)
 	struct eng_job *j = (struct eng_job *)w;
 
 	st.detector_us_total += j->run_us;
+	prom_observe_us(&st.detector_seconds, j->run_us);
 	if (--j->eval->pending == 0)
 		eval_finish(j->eval);
 }
@@ -562,7 +576,8 @@ static struct eng_model *model_new(struct eng *e, const struct conf_model *cfg)
 	m->eng = e;
 	m->name = strdup(cfg->name);
 	m->win = win_model_new(&wp);
-	if (!m->name || !m->win || arm_tick(m, cfg->window_interval_us) < 0)
+	m->latest = lat_new();
+	if (!m->name || !m->win || !m->latest || arm_tick(m, cfg->window_interval_us) < 0)
 		goto fail;
 	return m;
 fail:
@@ -581,6 +596,7 @@ static void model_release(struct eng_model *m)
 	if (m->tick)
 		event_free(m->tick);
 	win_model_free(m->win);
+	lat_free(m->latest);
 	free(m->name);
 	free(m);
 }
@@ -776,6 +792,8 @@ void eng_foreach_model(const struct eng *e,
 		const struct eng_model *m = e->models[i];
 		struct eng_model_info mi = {
 			.name = m->name,
+			.cfg = m->cfg,
+			.latest = m->latest,
 			.dim = m->cfg->dim,
 			.slices = win_slice_count(m->win),
 			.sample_bytes = win_memory(m->win),

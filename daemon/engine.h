@@ -12,7 +12,9 @@
 #include "record.h"
 
 struct conf;
+struct conf_model;
 struct event_base;
+struct lat;
 struct store;
 struct wq;
 
@@ -43,6 +45,8 @@ size_t eng_in_flight(const struct eng *e);
 
 struct eng_model_info {
 	const char *name;
+	const struct conf_model *cfg;
+	const struct lat *latest;	/* latest result per slice */
 	unsigned dim;
 	size_t slices;
 	size_t sample_bytes;

@@ -28,6 +28,12 @@ enum store_state {
 /* Levels are syslog's (LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG). */
 typedef void (*store_log_fn)(void *arg, int level, const char *msg);
 
+/* What store_opts.observe measures, in microseconds. */
+enum store_timing {
+	STORE_T_WRITE,  /* one write statement: sent -> committed */
+	STORE_T_COMMIT, /* one window: store_put_window -> committed */
+};
+
 /* Zero fields take the defaults shown. */
 struct store_opts {
 	uint64_t query_timeout_us;   /* 10 s: per query and per connect; on expiry
@@ -35,6 +41,8 @@ struct store_opts {
 	unsigned max_pending;        /* 10000 windows queued, beyond: -ENOBUFS */
 	uint64_t migrate_timeout_us; /* 10 min: advisory lock wait and each migration */
 	store_log_fn log;            /* NULL: silent; called with the store's arg */
+	/* NULL: not measured; called with the store's arg on each commit */
+	void (*observe)(void *arg, enum store_timing what, uint64_t us);
 };
 
 struct store_test {
