@@ -279,6 +279,10 @@ static const struct key_def keys[] = {
       .reload = true,
       .doc = "random projection to this many dimensions before mmd, energy and "
              "classifier; 0 = off" },
+    { .sect = SK_MODEL, .name = "detectors.max_memory", .type = KT_SIZE,
+      .off = M_(detector_memory, unsigned), .def = "2G", .min = MIB, .max = 3 * GIB,
+      .reload = true,
+      .doc = "working memory one detector may use on a window; a larger need skips it" },
     { .sect = SK_MODEL, .name = "alpha", .type = KT_DOUBLE, .off = M_(alpha, double),
       .def = "0.01", .dmin = 0, .dmax = 1, .dmin_open = true, .dmax_open = true, .reload = true,
       .doc = "significance level after correction" },

@@ -64,6 +64,7 @@ struct conf_model {
     double scores_psi_threshold;   /* PSI flagged as drift */
     double scores_js_threshold;    /* Jensen-Shannon distance flagged, (0, 1] */
     unsigned projection_dim;       /* random projection for mmd, energy, classifier; 0 = off */
+    unsigned detector_memory;      /* bytes one detector may allocate for a window */
     double alpha;                  /* in (0, 1) */
     enum conf_correction correction;
     double effect_floor;           /* >= 0; statistic needed besides p < alpha */

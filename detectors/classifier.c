@@ -316,6 +316,26 @@ static unsigned permuted_exceed(const double *rank, size_t n, size_t pos,
 
 /* ---- the test ---- */
 
+int clf_workspace_bytes(size_t n, size_t m, size_t d, size_t *bytes)
+{
+	size_t total, rows, extra;
+
+	if (!bytes)
+		return -EINVAL;
+	/* standardised rows; per point: label, index, score, rank, z, r;
+	 * per coordinate: moments, weights and the L-BFGS history */
+	if (__builtin_add_overflow(n, m, &total) ||
+	    __builtin_mul_overflow(total, d, &rows) ||
+	    __builtin_mul_overflow(rows, sizeof(float), &rows) ||
+	    __builtin_mul_overflow(total, 41, &extra) ||
+	    __builtin_add_overflow(rows, extra, bytes) ||
+	    __builtin_mul_overflow(d + 1, (2 * HISTORY + 12) * sizeof(double),
+				   &extra) ||
+	    __builtin_add_overflow(*bytes, extra, bytes))
+		return -ENOMEM;
+	return 0;
+}
+
 struct split {
 	size_t train, test;
 	float *a_train, *a_test;      /* standardised rows */

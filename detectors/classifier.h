@@ -58,6 +58,10 @@ struct clf_result {
 int clf_test(const float *x, size_t n, const float *y, size_t m, size_t d,
 	     const struct clf_params *p, struct clf_result *out);
 
+/* Peak workspace clf_test allocates for these sizes, in bytes, so that a
+ * caller can enforce a memory limit first; -ENOMEM if it overflows. */
+int clf_workspace_bytes(size_t n, size_t m, size_t d, size_t *bytes);
+
 /* Fits the logistic regression on a (n x d) with labels t (0 or 1):
  * weights into w[0..d), intercept into *b. Stops after max_iter
  * iterations or when the largest gradient entry is below tol.

@@ -251,6 +251,26 @@ static double relative_change(double ref, double win)
 	return win > 0.0 ? 1.0 : 0.0;
 }
 
+int hl_workspace_bytes(size_t n, size_t m, size_t d, size_t *bytes)
+{
+	size_t c = n < m ? n : m, k = c < d ? c : d, cd, kk, rank, pairs;
+
+	if (!bytes)
+		return -EINVAL;
+	/* the cut sample, then the larger of the rank step (centred copy,
+	 * Gram matrix) and the pairwise step (unit rows, one block) */
+	if (__builtin_mul_overflow(c, d, &cd) ||
+	    __builtin_mul_overflow(k, k, &kk) ||
+	    __builtin_mul_overflow(cd, 12, &rank) ||
+	    __builtin_add_overflow(rank, 8 * kk + 16 * k + 8 * d, &rank) ||
+	    __builtin_mul_overflow(c, 4 * (size_t)PAIR_BLOCK + 2, &pairs) ||
+	    __builtin_add_overflow(pairs, 8 * cd, &pairs) ||
+	    __builtin_add_overflow(rank > pairs ? rank : pairs,
+				   8 * (n > m ? n : m), bytes))
+		return -ENOMEM;
+	return 0;
+}
+
 int hl_compare(const float *ref, size_t n, const float *win, size_t m,
 	       size_t d, const struct hl_params *p, struct hl_result *out)
 {

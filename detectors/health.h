@@ -63,6 +63,10 @@ struct hl_result {
 	double duplicate_rise;    /* share_win - share_ref */
 };
 
+/* Peak workspace hl_compare allocates for these sizes, in bytes (LAPACK's
+ * own small workspace aside); -ENOMEM if it overflows. */
+int hl_workspace_bytes(size_t n, size_t m, size_t d, size_t *bytes);
+
 /* Reference ref (n x d) against the window win (m x d), n, m >= 2. */
 int hl_compare(const float *ref, size_t n, const float *win, size_t m,
 	       size_t d, const struct hl_params *p, struct hl_result *out);

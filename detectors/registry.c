@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,32 +182,62 @@ static int run_classifier(const struct det_input *in,
 	return 0;
 }
 
+static int mmd_bytes(const struct det_input *in, const struct det_settings *s,
+		     size_t *bytes)
+{
+	struct mmd_params p = { .permutations = s->mmd_permutations,
+				.bandwidth_max_points = s->mmd_bandwidth_points };
+
+	return mmd_workspace_bytes(in->n, in->m, in->dim, &p, bytes);
+}
+
+static int energy_bytes(const struct det_input *in,
+			const struct det_settings *s, size_t *bytes)
+{
+	struct energy_params p = { .permutations = s->energy_permutations };
+
+	return energy_workspace_bytes(in->n, in->m, in->dim, &p, bytes);
+}
+
+static int classifier_bytes(const struct det_input *in,
+			    const struct det_settings *s, size_t *bytes)
+{
+	return clf_workspace_bytes(in->n, in->m, in->dim, bytes);
+}
+
+static int health_bytes(const struct det_input *in,
+			const struct det_settings *s, size_t *bytes)
+{
+	return hl_workspace_bytes(in->n, in->m, in->dim, bytes);
+}
+
 static const char *const mmd_keys[] = { "mmd.permutations",
-	"mmd.bandwidth_points", "projection.dim", NULL };
+	"mmd.bandwidth_points", "projection.dim", "detectors.max_memory", NULL };
 static const char *const centroid_keys[] = { "centroid.threshold", NULL };
 static const char *const energy_keys[] = { "energy.permutations",
-	"projection.dim", NULL };
+	"projection.dim", "detectors.max_memory", NULL };
 static const char *const ks_dims_keys[] = { "alpha", "correction", NULL };
 static const char *const no_keys[] = { NULL };
 static const char *const health_keys[] = { "health.collapse_drop",
 	"health.uniformity_rise", "health.norm_change",
-	"health.duplicate_rise", "health.duplicate_cosine", NULL };
+	"health.duplicate_rise", "health.duplicate_cosine",
+	"detectors.max_memory", NULL };
 static const char *const scores_keys[] = { "scores.psi_threshold",
 	"scores.js_threshold", NULL };
 static const char *const classifier_keys[] = { "classifier.permutations",
 	"classifier.holdout", "classifier.l2", "classifier.max_iter",
-	"projection.dim", NULL };
+	"projection.dim", "detectors.max_memory", NULL };
 
 /* Order = bit order of the model's detector mask (CONF_DET_*). */
 const struct det_def det_registry[DET_COUNT] = {
 	{ .name = "mmd", .needs = DET_NEEDS_EMBEDDINGS, .projectable = true,
-	  .run = run_mmd, .keys = mmd_keys,
+	  .run = run_mmd, .workspace = mmd_bytes, .keys = mmd_keys,
 	  .doc = "Gaussian-kernel MMD² with a permutation p-value" },
 	{ .name = "centroid", .needs = DET_NEEDS_EMBEDDINGS,
 	  .run = run_centroid, .keys = centroid_keys,
 	  .doc = "cosine and Euclidean distance between the means" },
 	{ .name = "energy", .needs = DET_NEEDS_EMBEDDINGS, .projectable = true,
-	  .run = run_energy, .keys = energy_keys,
+	  .run = run_energy, .workspace = energy_bytes, .keys = energy_keys,
 	  .doc = "energy distance with a permutation p-value" },
 	{ .name = "ks_dims", .needs = DET_NEEDS_EMBEDDINGS,
 	  .run = run_ks_dims, .keys = ks_dims_keys,
@@ -216,13 +247,14 @@ const struct det_def det_registry[DET_COUNT] = {
 	  .doc = "ECE, MCE, Brier, accuracy once labels arrive; computed by "
 		 "the calibration windows, not on embedding windows" },
 	{ .name = "health", .needs = DET_NEEDS_EMBEDDINGS, .run = run_health,
-	  .keys = health_keys,
+	  .workspace = health_bytes, .keys = health_keys,
 	  .doc = "effective rank, uniformity, mean norm, near-duplicates" },
 	{ .name = "scores", .needs = DET_NEEDS_SCORES, .run = run_scores,
 	  .keys = scores_keys,
 	  .doc = "KS, PSI, Jensen-Shannon, Wasserstein-1, chi2 on scores" },
 	{ .name = "classifier", .needs = DET_NEEDS_EMBEDDINGS,
-	  .projectable = true, .run = run_classifier, .keys = classifier_keys,
+	  .projectable = true, .run = run_classifier,
+	  .workspace = classifier_bytes, .keys = classifier_keys,
 	  .doc = "held-out AUC of a logistic domain classifier" },
 };
 
@@ -294,6 +326,27 @@ void det_projected_free(struct det_projected *p)
 	p->buf = NULL;
 }
 
+static int within_memory(const struct det_def *def, const struct det_input *in,
+			 const struct det_settings *s, char *why, size_t whylen)
+{
+	size_t bytes;
+	int err;
+
+	if (!def->workspace || !s->max_memory)
+		return 0;
+	err = def->workspace(in, s, &bytes);
+	if (err == -EINVAL)
+		return 0;	/* run reports the bad input itself */
+	if (err || bytes > s->max_memory) {
+		snprintf(why, whylen, "%s: needs %zu MiB of working memory for "
+			 "%zu + %zu points, above detectors.max_memory (%zu MiB)",
+			 def->name, err ? SIZE_MAX >> 20 : bytes >> 20, in->n,
+			 in->m, s->max_memory >> 20);
+		return -E2BIG;
+	}
+	return 0;
+}
+
 static bool row_ok(const struct det_row *r)
 {
 	return isfinite(r->statistic) &&
@@ -312,7 +365,9 @@ int det_run(const struct det_def *def, const struct det_input *in,
 		why[0] = '\0';
 	if (!det_ready(def, in, why, whylen))
 		return -ENOENT;
-	err = def->run(in, s, out, why, whylen);
+	err = within_memory(def, in, s, why, whylen);
+	if (!err)
+		err = def->run(in, s, out, why, whylen);
 	if (err) {
 		out->n_rows = 0;
 		return err;

@@ -54,6 +54,7 @@ struct det_settings {
 	double alpha;                  /* ks_dims: level across coordinates */
 	enum corr_method correction;   /* ks_dims: correction across them */
 	unsigned projection_dim;       /* 0 = embeddings as they are */
+	size_t max_memory;             /* bytes one detector may allocate */
 	unsigned mmd_permutations;
 	size_t mmd_bandwidth_points;
 	double centroid_threshold;
@@ -99,6 +100,10 @@ struct det_def {
 	 * detector does not run on windows (see its doc). */
 	int (*run)(const struct det_input *in, const struct det_settings *s,
 		   struct det_output *out, char *why, size_t whylen);
+	/* Bytes run would allocate on in; NULL when that is small (linear
+	 * in the input). */
+	int (*workspace)(const struct det_input *in,
+			 const struct det_settings *s, size_t *bytes);
 	const char *const *keys; /* config keys it reads, NULL-terminated */
 	const char *doc;
 };
@@ -128,8 +133,8 @@ int det_project(const struct det_input *in, const struct det_settings *s,
 		struct det_projected *out);
 void det_projected_free(struct det_projected *p);
 
-/* Runs def on in (for a projectable detector, pass det_project's input),
- * then drops rows whose statistic is not finite or whose p-value is
+/* Runs def on in (for a projectable detector, pass det_project's input)
+ * unless its workspace exceeds s->max_memory (-E2BIG), then drops rows whose statistic is not finite or whose p-value is
  * outside [0, 1]. Returns 0 (rows in out, possibly fewer than the
  * detector made; the reason for any drop in why) or a negative errno with
  * the reason in why. */

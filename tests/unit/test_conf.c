@@ -229,6 +229,7 @@ static void test_full_file(void **state)
     assert_true(m->scores_psi_threshold == 0.25);
     assert_true(m->scores_js_threshold == 1.0);
     assert_int_equal(m->projection_dim, 64);
+    assert_int_equal(m->detector_memory, 512u << 20);
     assert_true(m->alpha == 0.05);
     assert_int_equal(m->correction, CONF_CORR_BONFERRONI);
     assert_true(m->effect_floor == 0.25);
@@ -304,6 +305,7 @@ static void test_defaults(void **state)
     assert_true(m->scores_psi_threshold == 0.2);
     assert_true(m->scores_js_threshold == 0.1);
     assert_int_equal(m->projection_dim, 0);
+    assert_int_equal(m->detector_memory, 2u << 30);
     assert_true(m->alpha == 0.01);
     assert_int_equal(m->correction, CONF_CORR_BH);
     assert_true(m->effect_floor == 0.0);

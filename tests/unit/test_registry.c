@@ -213,6 +213,20 @@ static void test_skips(void **state)
 				 sizeof why), -ENOENT);
 	assert_int_equal(out.n_rows, 0);
 	assert_true(det_ready(det_find("mmd"), &s.in, why, sizeof why));
+	/* above the memory limit: skipped with the reason */
+	s.in.win_scores = s.win_scores;
+	st.max_memory = 4096;
+	assert_int_equal(det_run(det_find("mmd"), &s.in, &st, &out, why,
+				 sizeof why), -E2BIG);
+	assert_non_null(strstr(why, "above detectors.max_memory"));
+	assert_int_equal(out.n_rows, 0);
+	assert_int_equal(det_run(det_find("centroid"), &s.in, &st, &out, why,
+				 sizeof why), 0);
+	st.max_memory = 64u << 20;
+	for (size_t i = 0; i < DET_COUNT; i++)
+		if (det_registry[i].run)
+			assert_int_equal(det_run(&det_registry[i], &s.in, &st,
+						 &out, why, sizeof why), 0);
 	/* a window of one record cannot be tested: a reason, no rows */
 	s.in.m = 1;
 	assert_int_equal(det_run(det_find("energy"), &s.in, &st, &out, why,
