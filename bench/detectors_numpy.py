@@ -229,7 +229,8 @@ def scaling(binary, args):
         cells = []
         for t in tests:
             perms = 1000 if t == "classifier" else b
-            c = with_file(x, y, lambda f: run_c(binary, t, f, n, n, d, perms))
+            c = with_file(x, y, lambda f: run_c(binary, t, f, n, n, d, perms,
+                                                0, 1))
             cells.append(f"{c['total_ms']:.0f}")
         print(f"| {n} | {d} | " + " | ".join(cells) + " |")
 
