@@ -119,7 +119,7 @@ def ks_loop(x, y, alpha=0.05):
     return float(np.mean(q <= alpha)), float(q.min())
 
 
-def classifier(x, y, permutations, seed, l2=0.1, holdout=0.5):
+def classifier(x, y, permutations, seed, l2=1.0, holdout=0.5):
     z = np.vstack([x, y]).astype(np.float64)
     z = (z - z.mean(axis=0)) / np.where(z.std(axis=0) > 0, z.std(axis=0), 1)
     t = np.r_[np.zeros(len(x), int), np.ones(len(y), int)]

@@ -239,7 +239,7 @@ static const struct key_def keys[] = {
       .dmin_open = true, .dmax_open = true, .reload = true,
       .doc = "share of reference and window held out to measure the classifier's AUC" },
     { .sect = SK_MODEL, .name = "classifier.l2", .type = KT_DOUBLE,
-      .off = M_(classifier_l2, double), .def = "0.1", .dmin = 0, .dmax = HUGE_VAL,
+      .off = M_(classifier_l2, double), .def = "1", .dmin = 0, .dmax = HUGE_VAL,
       .dmin_open = true, .dmax_open = true, .reload = true,
       .doc = "L2 penalty of the logistic regression on standardised coordinates" },
     { .sect = SK_MODEL, .name = "classifier.max_iter", .type = KT_UINT,

@@ -31,7 +31,7 @@
 #include <stdint.h>
 
 #define CLF_DEFAULT_HOLDOUT 0.5
-#define CLF_DEFAULT_L2 0.1
+#define CLF_DEFAULT_L2 1.0
 #define CLF_DEFAULT_MAX_ITER 100
 #define CLF_STREAM_SPLIT 5
 #define CLF_STREAM_PERMUTATION 6
@@ -39,7 +39,7 @@
 /* A zero-initialised struct asks for the defaults. */
 struct clf_params {
 	double holdout;        /* share held out, in (0, 1); 0 = 0.5 */
-	double l2;             /* penalty on standardised weights; 0 = 0.1 */
+	double l2;             /* penalty on standardised weights; 0 = 1 */
 	unsigned max_iter;     /* L-BFGS iterations; 0 = 100 */
 	unsigned permutations; /* B; 0 = AUC only, p_value = NaN */
 	uint64_t seed;

@@ -295,7 +295,7 @@ static void test_defaults(void **state)
     assert_int_equal(m->energy_permutations, 500);
     assert_int_equal(m->classifier_permutations, 1000);
     assert_true(m->classifier_holdout == 0.5);
-    assert_true(m->classifier_l2 == 0.1);
+    assert_true(m->classifier_l2 == 1.0);
     assert_int_equal(m->classifier_max_iter, 100);
     assert_true(m->health_collapse_drop == 0.25);
     assert_true(m->health_uniformity_rise == 0.5);
