@@ -27,46 +27,51 @@ static void insertion_sort(uint32_t *k, size_t n)
 	}
 }
 
-/* One stable scatter on byte b using its precomputed histogram count. */
-static void scatter(const uint32_t *src, uint32_t *dst, size_t n, unsigned b,
-		    size_t *count)
-{
-	size_t pos = 0;
-	unsigned shift = 8 * b;
+/* Three digits of 11, 11 and 10 bits: one counting pass fewer than bytes
+ * for the price of larger histograms, a gain from a few hundred keys up. */
+#define DIGITS 3
+#define DIGIT_BITS 11
+#define BUCKETS (1u << DIGIT_BITS)
 
-	for (size_t i = 0; i < 256; i++) {
-		size_t c = count[i];
+static unsigned digit(uint32_t v, unsigned d)
+{
+	return (v >> (DIGIT_BITS * d)) & (BUCKETS - 1);
+}
+
+/* One stable scatter on digit d using its histogram count. */
+static void scatter(const uint32_t *src, uint32_t *dst, size_t n, unsigned d,
+		    uint32_t *count)
+{
+	uint32_t pos = 0;
+
+	for (size_t i = 0; i < BUCKETS; i++) {
+		uint32_t c = count[i];
 
 		count[i] = pos;
 		pos += c;
 	}
 	for (size_t i = 0; i < n; i++)
-		dst[count[(src[i] >> shift) & 0xffu]++] = src[i];
+		dst[count[digit(src[i], d)]++] = src[i];
 }
 
 void fsort_keys(uint32_t *k, size_t n, uint32_t *tmp)
 {
-	size_t count[4][256] = { { 0 } };
+	uint32_t count[DIGITS][BUCKETS] = { { 0 } };
 	uint32_t *src = k, *dst = tmp;
 
-	if (n < SMALL) {
+	if (n < SMALL || n > UINT32_MAX) {
 		insertion_sort(k, n);
 		return;
 	}
-	/* All four histograms in one read of the keys. */
-	for (size_t i = 0; i < n; i++) {
-		uint32_t v = k[i];
-
-		count[0][v & 0xffu]++;
-		count[1][(v >> 8) & 0xffu]++;
-		count[2][(v >> 16) & 0xffu]++;
-		count[3][v >> 24]++;
-	}
-	for (unsigned b = 0; b < 4; b++) {
-		/* a byte shared by every key orders nothing */
-		if (count[b][(k[0] >> (8 * b)) & 0xffu] == n)
+	/* All histograms in one read of the keys. */
+	for (size_t i = 0; i < n; i++)
+		for (unsigned d = 0; d < DIGITS; d++)
+			count[d][digit(k[i], d)]++;
+	for (unsigned d = 0; d < DIGITS; d++) {
+		/* a digit shared by every key orders nothing */
+		if (count[d][digit(k[0], d)] == n)
 			continue;
-		scatter(src, dst, n, b, count[b]);
+		scatter(src, dst, n, d, count[d]);
 		uint32_t *t = src;
 
 		src = dst;

@@ -32,29 +32,32 @@ static size_t gcd(size_t a, size_t b)
 	return a;
 }
 
+/* Ends every sorted key column: above the key of any finite float. */
+#define SENTINEL UINT32_MAX
+
 /* max over the pooled values v of |F_a(v)·n·m - F_b(v)·n·m| =
  * |i·m - j·n|, i and j the counts of a and b at or below v; a and b are
- * sorted keys (fsort_key), which tie exactly when the floats do. */
+ * sorted keys (fsort_key), which tie exactly when the floats do, each
+ * followed by SENTINEL (a[n], b[m]). One merge step per value, without
+ * branches on the data: both heads advance when equal, and the gap counts
+ * only where the next value differs, i.e. after every copy of v. */
 static uint64_t max_gap(const uint32_t *a, size_t n, const uint32_t *b,
 			size_t m)
 {
 	size_t i = 0, j = 0;
 	uint64_t best = 0;
 
-	while (i < n && j < m) {
-		uint32_t v = b[j] < a[i] ? b[j] : a[i];
+	while (i < n || j < m) {
+		uint32_t ai = a[i], bj = b[j], v = ai < bj ? ai : bj;
 
-		while (i < n && a[i] == v)
-			i++;
-		while (j < m && b[j] == v)
-			j++;
+		i += ai == v;
+		j += bj == v;
+		uint32_t next = a[i] < b[j] ? a[i] : b[j];
 		uint64_t im = (uint64_t)i * m, jn = (uint64_t)j * n;
 		uint64_t gap = im > jn ? im - jn : jn - im;
 
-		if (gap > best)
-			best = gap;
+		best = next != v && gap > best ? gap : best;
 	}
-	/* Once one sample is used up the gap only shrinks. */
 	return best;
 }
 
@@ -385,23 +388,25 @@ static int finish(size_t n, size_t m, uint64_t num, struct ks_result *out)
 	return 0;
 }
 
-/* Keys of a then b in one buffer of 2·(n + m) (the second half scratch),
- * each sample sorted unless already so. */
+/* Keys of a (n, then SENTINEL) and b (m, then SENTINEL) in one buffer,
+ * followed by scratch for the sort; each sample sorted unless already so. */
 static uint32_t *sorted_keys(const float *a, size_t n, const float *b,
 			     size_t m, bool sort)
 {
-	uint32_t *k = malloc(2 * (n + m) * sizeof *k);
+	uint32_t *k = malloc((n + m + 2 + (n > m ? n : m)) * sizeof *k);
+	uint32_t *kb = k + n + 1, *tmp = kb + m + 1;
 
 	if (!k)
 		return NULL;
 	for (size_t i = 0; i < n; i++)
 		k[i] = fsort_key(a[i]);
 	for (size_t i = 0; i < m; i++)
-		k[n + i] = fsort_key(b[i]);
+		kb[i] = fsort_key(b[i]);
 	if (sort) {
-		fsort_keys(k, n, k + n + m);
-		fsort_keys(k + n, m, k + n + m);
+		fsort_keys(k, n, tmp);
+		fsort_keys(kb, m, tmp);
 	}
+	k[n] = kb[m] = SENTINEL;
 	return k;
 }
 
@@ -416,7 +421,7 @@ static int test_keys(const float *a, size_t n, const float *b, size_t m,
 	k = sorted_keys(a, n, b, m, sort);
 	if (!k)
 		return -ENOMEM;
-	err = finish(n, m, max_gap(k, n, k + n, m), out);
+	err = finish(n, m, max_gap(k, n, k + n + 1, m), out);
 	free(k);
 	return err;
 }
@@ -448,31 +453,44 @@ static int by_gap(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Keys of columns j0..j0+cols of a (count x d), one row per column. */
+/* Keys of columns j0..j0+cols of a (count x d), one row of stride
+ * count + 1 per column (room for the sentinel). Tiles of 8 rows write 32
+ * contiguous bytes per column instead of scattering single keys. */
 static void transpose(const float *a, size_t count, size_t d, size_t j0,
 		      size_t cols, uint32_t *out)
 {
-	for (size_t i = 0; i < count; i++) {
-		const float *row = a + i * d + j0;
+	size_t i0 = 0, stride = count + 1;
 
+	for (; i0 + 8 <= count; i0 += 8)
+		for (size_t c = 0; c < cols; c++) {
+			const float *src = a + i0 * d + j0 + c;
+			uint32_t *dst = out + c * stride + i0;
+
+			for (size_t r = 0; r < 8; r++)
+				dst[r] = fsort_key(src[r * d]);
+		}
+	for (; i0 < count; i0++)
 		for (size_t c = 0; c < cols; c++)
-			out[c * count + i] = fsort_key(row[c]);
-	}
+			out[c * stride + i0] = fsort_key(a[i0 * d + j0 + c]);
 }
 
 static void block_gaps(const float *x, size_t n, const float *y, size_t m,
 		       size_t d, size_t j0, size_t cols, uint32_t *buf,
 		       struct gap_of *gaps)
 {
-	uint32_t *xs = buf, *ys = buf + cols * n, *tmp = ys + cols * m;
+	uint32_t *xs = buf, *ys = buf + cols * (n + 1);
+	uint32_t *tmp = ys + cols * (m + 1);
 
 	transpose(x, n, d, j0, cols, xs);
 	transpose(y, m, d, j0, cols, ys);
 	for (size_t c = 0; c < cols; c++) {
-		fsort_keys(xs + c * n, n, tmp);
-		fsort_keys(ys + c * m, m, tmp);
+		uint32_t *a = xs + c * (n + 1), *b = ys + c * (m + 1);
+
+		fsort_keys(a, n, tmp);
+		fsort_keys(b, m, tmp);
+		a[n] = b[m] = SENTINEL;
 		gaps[j0 + c] = (struct gap_of){
-			.num = max_gap(xs + c * n, n, ys + c * m, m),
+			.num = max_gap(a, n, b, m),
 			.dim = j0 + c,
 		};
 	}
@@ -525,7 +543,7 @@ int ks_dims(const float *x, size_t n, const float *y, size_t m, size_t d,
 	if (!x || !y || !p || !out || !n || !m || !d || n > UINT32_MAX ||
 	    m > UINT32_MAX || !(p->alpha > 0.0 && p->alpha < 1.0))
 		return -EINVAL;
-	if (__builtin_mul_overflow(block, n + m, &cols_len) ||
+	if (__builtin_mul_overflow(block, n + m + 2, &cols_len) ||
 	    __builtin_add_overflow(cols_len, n > m ? n : m, &buf_len))
 		return -ENOMEM;
 	buf = reallocarray(NULL, buf_len, sizeof *buf);
