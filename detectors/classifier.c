@@ -14,7 +14,12 @@
 /* L-BFGS memory (pairs of steps and gradient changes). */
 #define HISTORY 8
 #define ARMIJO 1e-4
-#define MAX_HALVINGS 40
+/* A step shrunk 2^20 times without enough decrease means the float
+ * rounding floor of the objective is reached. */
+#define MAX_HALVINGS 20
+/* Relative decrease of the objective below which an iteration counts as
+ * no progress (float32 products limit what is measurable). */
+#define STALL 1e-9
 /* Gradient size at which clf_test stops early. */
 #define TEST_TOL 1e-6
 
@@ -186,7 +191,10 @@ static int minimise(const struct problem *pb, unsigned max_iter, double tol,
 
 		memcpy(old, theta, len * sizeof *old);
 		memcpy(old_g, g, len * sizeof *old_g);
-		if (!line_search(pb, theta, &f, g, dir, step, trial, g_trial))
+		double before = f;
+
+		if (!line_search(pb, theta, &f, g, dir, step, trial, g_trial) ||
+		    before - f <= STALL * fabs(before))
 			break; /* float rounding floor reached */
 		for (size_t i = 0; i < len; i++) {
 			old[i] = theta[i] - old[i];
