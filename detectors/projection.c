@@ -1,4 +1,4 @@
-/* projection: seeded Gaussian random projection (one sgemm per sample). */
+/* projection: seeded ±1/√k random projection (one sgemm per sample). */
 #include "projection.h"
 
 #include <cblas.h>
@@ -12,17 +12,17 @@ int proj_matrix(size_t d, size_t k, uint64_t seed, float *r)
 {
 	size_t len;
 	struct rng g;
-	double sd;
+	uint64_t bits = 0;
+	float value;
 
 	if (!r || !d || !k || __builtin_mul_overflow(d, k, &len))
 		return -EINVAL;
-	sd = 1.0 / sqrt((double)k);
+	value = (float)(1.0 / sqrt((double)k));
 	rng_init(&g, seed, PROJ_STREAM);
 	for (size_t i = 0; i < len; i++) {
-		double radius = sqrt(-2.0 * log1p(-rng_uniform(&g)));
-		double angle = 2.0 * M_PI * rng_uniform(&g);
-
-		r[i] = (float)(sd * radius * cos(angle));
+		if (i % 64 == 0)
+			bits = rng_next(&g);
+		r[i] = (bits >> (i % 64)) & 1 ? value : -value;
 	}
 	return 0;
 }

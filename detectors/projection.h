@@ -1,11 +1,14 @@
-/* projection: Gaussian random projection of wide embeddings to k
- * dimensions before the kernel and classifier tests, to cut their cost
- * and memory (Johnson–Lindenstrauss: pairwise distances are kept up to a
- * factor 1 ± O(1/√k)).
+/* projection: random projection of wide embeddings to k dimensions before
+ * the kernel and classifier tests, to cut their cost and memory
+ * (Johnson–Lindenstrauss: pairwise distances are kept up to a factor
+ * 1 ± O(1/√k)).
  *
- * The d x k matrix R has independent N(0, 1/k) entries drawn from
- * rng_init(seed, PROJ_STREAM) (Box–Muller, row by row), so the same seed
- * projects reference and window alike and a result can be reproduced.
+ * The d x k matrix R has independent entries ±1/√k with equal probability
+ * (Achlioptas' database-friendly projection: the same guarantee as
+ * Gaussian entries, one random bit each), entry i being bit i % 64 of the
+ * (i / 64)-th draw of rng_init(seed, PROJ_STREAM), row-major. The same
+ * seed projects reference and window alike and a result can be
+ * reproduced.
  * Conventions: float32 row-major; 0 or a negative errno (-EINVAL bad
  * arguments, -ENOMEM); no globals (thread-safe); BLAS on the calling
  * thread. */

@@ -28,9 +28,11 @@ static void test_matrix(void **state)
 		sum += (double)r[i];
 		sq += (double)r[i] * (double)r[i];
 	}
-	/* N(0, 1/k): mean 0, variance 1/200, from 60000 draws */
+	/* ±1/sqrt(k), each sign half the time: mean 0, every square 1/k */
 	assert_close(sum / (D * K), 0.0, 0.0, 4.0 * sqrt(1.0 / K / (D * K)));
-	assert_close(sq / (D * K), 1.0 / K, 0.03, 0.0);
+	assert_close(sq / (D * K), 1.0 / K, 1e-6, 0.0);
+	for (size_t i = 0; i < D * K; i++)
+		assert_close(fabs((double)r[i]), 1.0 / sqrt(K), 1e-6, 0.0);
 	assert_int_equal(proj_matrix(D, K, 5, again), 0);
 	assert_memory_equal(r, again, D * K * sizeof *r);
 	assert_int_equal(proj_matrix(D, K, 6, again), 0);
