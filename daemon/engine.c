@@ -12,6 +12,7 @@
 
 #include "conf.h"
 #include "correct.h"
+#include "hookev.h"
 #include "latest.h"
 #include "log.h"
 #include "registry.h"
@@ -350,9 +351,41 @@ static void log_window(const char *model, const struct win_closed *c,
 		  drifted ? "DRIFT" : "no drift", line);
 }
 
+/* The evaluation's webhook events ride with its last window, so they
+ * commit in the transaction of the results they report (hookev.h). */
+static void add_events(struct hookev_batch *hb, const char *model,
+		       const struct win_closed *c, const struct store_test *t,
+		       size_t n, bool last, struct store_window *w)
+{
+	struct hookev_slice s = {
+		.slice = c->slice, .window_id = c->window_id,
+		.start_us = c->start_us, .end_us = c->end_us, .n = c->n,
+		.reference_set_id = c->ref->id,
+	};
+
+	if (hookev_add(hb, HOOKEV_DRIFT, &s, t, n) < 0 ||
+	    (last && hookev_take(hb, &w->events, &w->n_events) < 0))
+		log_err("model %s: out of memory building its webhook event; "
+			"slice %s may be missing from it", model, c->slice);
+}
+
+/* Events the last window could not carry (its detectors failed). */
+static void flush_events(struct eng *e, struct hookev_batch *hb,
+			 const char *model)
+{
+	const struct store_event *ev;
+	size_t n = 0;
+
+	if (hookev_take(hb, &ev, &n) < 0 || (n && store_put_events(e->store, ev, n) < 0))
+		log_err("model %s: webhook event lost (out of memory or "
+			"database queue full)", model);
+	hookev_batch_free(hb);
+}
+
 static void write_window(struct eng *e, const struct eval *ev,
 			 const struct eng_job *j,
-			 const struct test_threshold *thr, size_t n_thr)
+			 const struct test_threshold *thr, size_t n_thr,
+			 struct hookev_batch *hb, bool last)
 {
 	const char *model = ev->model->name;
 	const struct win_closed *c = j->win;
@@ -379,6 +412,7 @@ static void write_window(struct eng *e, const struct eval *ev,
 		return;
 	}
 	log_window(model, c, t, n);
+	add_events(hb, model, c, t, n, last, &w);
 	if (c->ref_new)
 		put_reference(e, model, c);
 	if (store_put_window(e->store, &w) < 0) {
@@ -402,12 +436,19 @@ static void eval_finish(struct eval *ev)
 	struct eng *e = m->eng;
 	struct test_threshold thr[MAX_TESTS];
 	size_t n_thr = eval_thresholds(ev, thr), i;
+	struct timespec now;
+	struct hookev_batch *hb;
 
+	clock_gettime(CLOCK_REALTIME, &now);
+	hb = hookev_batch_new(e->conf, m->name, (int64_t)now.tv_sec * 1000000 +
+						 now.tv_nsec / 1000);
 	for (i = 0; i < ev->n; i++) {
 		if (ev->jobs[i]->wq.status == 0)
-			write_window(e, ev, ev->jobs[i], thr, n_thr);
+			write_window(e, ev, ev->jobs[i], thr, n_thr, hb,
+				     i + 1 == ev->n);
 		job_free(ev->jobs[i]);
 	}
+	flush_events(e, hb, m->name);
 	free(ev);
 	e->evals_in_flight--;
 	m->evals_in_flight--;

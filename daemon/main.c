@@ -15,6 +15,7 @@
 #include "conf.h"
 #include "config.h"
 #include "engine.h"
+#include "hook.h"
 #include "http.h"
 #include "ingest.h"
 #include "log.h"
@@ -36,6 +37,7 @@ struct daemon {
 	const char *config_path;
 	struct wq *wq;
 	struct store *store;
+	struct hook *hook;
 	struct rdr *rdr;		/* the JSON API's reads */
 	struct eng *eng;
 	struct ing *ing;
@@ -298,6 +300,7 @@ static void on_store_state(void *arg, enum store_state s, const char *why)
 	char status[256];
 
 	if (s == STORE_READY && !d->ready && !d->stopping) {
+		hook_start(d->hook);
 		if (open_listeners(d, true) < 0) {
 			log_err("cannot start listeners");
 			d->exit_code = 1;
@@ -324,6 +327,13 @@ static void on_store_seq(void *arg, const char *model, const char *slice,
 	eng_resume(d->eng, model, slice, max_window_id);
 }
 
+static void on_store_events(void *arg, unsigned queued, unsigned suppressed)
+{
+	struct daemon *d = arg;
+
+	hook_events_written(d->hook, queued, suppressed);
+}
+
 static void on_store_log(void *arg, int level, const char *msg)
 {
 	log_msg((enum log_level)level, "database: %s", msg);
@@ -346,9 +356,9 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
 	size_t conns = ing_connections(d->ing), evals = eng_in_flight(d->eng),
-	       pending = store_pending(d->store);
+	       pending = store_pending(d->store), hooks = hook_busy(d->hook);
 
-	if (conns == 0 && evals == 0 && pending == 0) {
+	if (conns == 0 && evals == 0 && pending == 0 && hooks == 0) {
 		log_notice("stopped cleanly");
 		event_base_loopexit(d->base, NULL);
 		return;
@@ -357,9 +367,10 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 		log_warning("shutdown_timeout reached, abandoning: %zu client "
 			    "connections, %zu window evaluations (%zu detector "
 			    "jobs running, %zu queued), %zu results not yet in "
-			    "the database",
+			    "the database, %zu webhook attempts (sent again "
+			    "after restart)",
 			    conns, evals, wq_running(d->wq), wq_depth(d->wq),
-			    pending);
+			    pending, hooks);
 		event_base_loopexit(d->base, NULL);
 	}
 }
@@ -370,11 +381,13 @@ static void begin_shutdown(struct daemon *d)
 
 	d->stopping = true;
 	svc_stopping();
-	log_notice("stopping: draining connections, detector jobs and "
-		   "database writes (at most %llus); signal again to exit now",
+	log_notice("stopping: draining connections, detector jobs, database "
+		   "writes and webhook attempts (at most %llus); signal again "
+		   "to exit now",
 		   (unsigned long long)(d->conf->shutdown_timeout_us / 1000000u));
 	ing_stop_accepting(d->ing);
 	ing_close_all(d->ing);
+	hook_stop(d->hook);
 	d->drain_deadline_ms = now_ms() + d->conf->shutdown_timeout_us / 1000u;
 	d->drain_timer = event_new(d->base, -1, EV_PERSIST, on_drain_tick, d);
 	if (!d->drain_timer || event_add(d->drain_timer, &poll) < 0)
@@ -440,6 +453,8 @@ static void reload(struct daemon *d)
 		reload_done(d, "reload refused, see log");
 		return;
 	}
+	if (hook_reconfigure(d->hook, next) < 0)
+		log_err("reload: out of memory; webhooks keep their old endpoints");
 	if (conf_restart_keys(d->conf, next, keys, sizeof(keys)))
 		log_warning("reload: these keys change only after a restart: %s",
 			    keys);
@@ -486,6 +501,7 @@ static int setup(struct daemon *d)
 		.query_timeout_us = d->conf->query_timeout_us,
 		.max_pending = d->conf->max_pending,
 		.log = on_store_log,
+		.events = on_store_events,
 		.observe = on_store_timing,
 	};
 	struct rdr_opts ro = {
@@ -506,12 +522,14 @@ static int setup(struct daemon *d)
 	d->store = store_new(d->base, d->conf->dsn, &so, on_store_state,
 			     on_store_seq, d);
 	d->rdr = d->store ? rdr_new(d->base, d->conf->dsn, &ro) : NULL;
-	if (!d->wq || !d->store || !d->rdr)
+	d->hook = d->store ? hook_new(d->base, d->conf) : NULL;
+	if (!d->wq || !d->store || !d->rdr || !d->hook)
 		goto oom;
 	d->eng = eng_new(d->base, d->wq, d->store, d->conf);
 	d->ing = d->eng ? ing_new(d->base, d->eng) : NULL;
 	hc = (struct http_ctx){ .eng = d->eng, .store = d->store, .rdr = d->rdr,
-				.wq = d->wq, .conf = (const struct conf *const *)&d->conf,
+				.wq = d->wq, .hook = d->hook,
+				.conf = (const struct conf *const *)&d->conf,
 				.is_ready = is_ready, .arg = d };
 	d->http = d->eng ? http_new(d->base, &hc) : NULL;
 	if (!d->eng || !d->ing || !d->http)
@@ -541,6 +559,7 @@ static void teardown(struct daemon *d)
 	http_free(d->http);	/* cancels its reads: before rdr_free */
 	rdr_free(d->rdr);
 	eng_free(d->eng);
+	hook_free(d->hook);
 	store_free(d->store);
 	for (i = 0; i < d->n_ingest_fds; i++)
 		close(d->ingest_fds[i]);

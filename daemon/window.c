@@ -182,14 +182,14 @@ static struct win_slice *slice_add(struct win_model *m, const char *key)
 	}
 	rng_init(&s->rng, m->p.seed, s->hash);
 	grown = realloc(m->slices, (m->n_slices + 1) * sizeof(*grown));
+	/* Adopted at once: table_grow reads the slices through m->slices. */
+	if (grown)
+		m->slices = grown;
 	if (!s->key || !s->ref_build || !grown ||
 	    ((m->n_slices + 1) * 2 > m->table_size && table_grow(m) < 0)) {
-		if (grown)
-			m->slices = grown;
 		slice_free(s);
 		return NULL;
 	}
-	m->slices = grown;
 	m->slices[m->n_slices++] = s;
 	*table_slot(m->table, m->table_size, s->key, s->hash) = s;
 	return s;

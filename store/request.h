@@ -8,11 +8,12 @@
 #include <stddef.h>
 #include <sys/queue.h>
 
+#include "outbox.h"
 #include "store.h"
 
-#define REQ_MAX_PARAMS 16
+#define REQ_MAX_PARAMS 24
 
-enum req_kind { REQ_REFERENCE, REQ_WINDOW };
+enum req_kind { REQ_REFERENCE, REQ_WINDOW, REQ_EVENTS, REQ_CLAIM, REQ_ATTEMPT };
 
 struct req {
 	TAILQ_ENTRY(req) link;
@@ -29,10 +30,16 @@ TAILQ_HEAD(req_list, req);
 
 int req_new_window(const struct store_window *w, struct req **out);
 int req_new_reference(const struct store_reference *r, struct req **out);
+int req_new_events(const struct store_event *ev, size_t n, struct req **out);
+/* The outbox's statements (outbox.c). */
+int req_new_claim(const char *const *endpoints, size_t n, unsigned limit,
+		  uint64_t lease_us, struct req **out);
+int req_new_attempt(const struct outbox_attempt *a, struct req **out);
 void req_free(struct req *r);
 
-/* The statement for r's kind.  A window's returns one row:
- * (inserted int8, reused bool), see store.c. */
+/* The statement for r's kind.  Windows and events return one row:
+ * (inserted int8, reused bool, events_queued int8, events_suppressed
+ * int8), see store.c. */
 const char *req_sql(const struct req *r);
 /* "window m/s/42" or "reference set 7 (m/s)", for log lines. */
 void req_describe(const struct req *r, char *buf, size_t len);

@@ -67,7 +67,7 @@ struct store {
 	bool seqs_loaded;
 
 	struct req_list queue;
-	size_t n_queued, n_windows;
+	size_t n_queued, n_windows; /* windows and event writes (max_pending) */
 	bool in_flight;     /* the head was sent and has not completed */
 	struct event *kick; /* sends the head from the loop, never from a put */
 	uint64_t written, duplicates, dropped;
@@ -358,9 +358,18 @@ static void pop_head(struct store *s)
 
 	TAILQ_REMOVE(&s->queue, r, link);
 	s->n_queued--;
-	if (r->kind == REQ_WINDOW)
+	if (r->kind != REQ_REFERENCE)
 		s->n_windows--;
 	req_free(r);
+}
+
+static void events_written(struct store *s, const PGresult *res)
+{
+	unsigned queued = (unsigned)strtoul(PQgetvalue(res, 0, 2), NULL, 10);
+	unsigned suppressed = (unsigned)strtoul(PQgetvalue(res, 0, 3), NULL, 10);
+
+	if ((queued || suppressed) && s->opts.events && !s->free_pending)
+		s->opts.events(s->arg, queued, suppressed);
 }
 
 static void observe(struct store *s, const struct req *r)
@@ -379,8 +388,11 @@ static bool completed(struct store *s, const struct req *r, const PGresult *res)
 
 	if (r->kind == REQ_REFERENCE)
 		return status_ok(res, PGRES_COMMAND_OK);
-	if (!status_ok(res, PGRES_TUPLES_OK) || PQntuples(res) != 1 || PQnfields(res) != 2)
+	if (!status_ok(res, PGRES_TUPLES_OK) || PQntuples(res) != 1 || PQnfields(res) != 4)
 		return false;
+	events_written(s, res);
+	if (r->kind == REQ_EVENTS)
+		return true;
 	s->written++;
 	observe(s, r);
 	if (strcmp(PQgetvalue(res, 0, 0), "0") != 0)
@@ -585,7 +597,7 @@ static void enqueue(struct store *s, struct req *r)
 	r->queued_us = mono_us();
 	TAILQ_INSERT_TAIL(&s->queue, r, link);
 	s->n_queued++;
-	if (r->kind == REQ_WINDOW)
+	if (r->kind != REQ_REFERENCE)
 		s->n_windows++;
 	if (s->state == STORE_READY && !s->in_flight)
 		event_active(s->kick, 0, 0);
@@ -601,6 +613,22 @@ int store_put_window(struct store *s, const struct store_window *w)
 	if (s->n_windows >= s->opts.max_pending)
 		return -ENOBUFS;
 	err = req_new_window(w, &r);
+	if (err)
+		return err;
+	enqueue(s, r);
+	return 0;
+}
+
+int store_put_events(struct store *s, const struct store_event *ev, size_t n)
+{
+	struct req *r;
+	int err;
+
+	if (s->state == STORE_CLOSED)
+		return -EPIPE;
+	if (s->n_windows >= s->opts.max_pending)
+		return -ENOBUFS;
+	err = req_new_events(ev, n, &r);
 	if (err)
 		return err;
 	enqueue(s, r);
