@@ -36,6 +36,7 @@ struct eng_model {
 	struct win_model *win;
 	struct event *tick;		/* window.interval */
 	unsigned evals_in_flight;
+	size_t windows_in_flight;	/* closed, results not back yet */
 	bool removed;			/* freed when evals_in_flight hits 0 */
 	uint64_t records, windows;
 	struct lat *latest;		/* for /metrics */
@@ -151,9 +152,13 @@ static void job_run(struct wq_job *w)
 	j->run_us = mono_us() - t0;
 }
 
-static void job_free(struct eng_job *j)
+/* The window's buffer goes back to its model for the next window. */
+static void job_free(struct eng_model *m, struct eng_job *j)
 {
-	win_closed_free(j->win);
+	if (m->removed)
+		win_closed_free(j->win);
+	else
+		win_recycle(m->win, j->win);
 	free(j);
 }
 
@@ -446,9 +451,10 @@ static void eval_finish(struct eval *ev)
 		if (ev->jobs[i]->wq.status == 0)
 			write_window(e, ev, ev->jobs[i], thr, n_thr, hb,
 				     i + 1 == ev->n);
-		job_free(ev->jobs[i]);
+		job_free(m, ev->jobs[i]);
 	}
 	flush_events(e, hb, m->name);
+	m->windows_in_flight -= ev->n;
 	free(ev);
 	e->evals_in_flight--;
 	m->evals_in_flight--;
@@ -542,6 +548,7 @@ static void submit_eval(struct eng_model *m, struct win_closed *list)
 	ev->correction = corr_of(cfg->correction);
 	ev->n = ev->pending = n;
 	m->evals_in_flight++;
+	m->windows_in_flight += n;
 	m->eng->evals_in_flight++;
 	for (i = 0, c = list; c; i++) {
 		struct eng_job *j = ev->jobs[i];
@@ -822,6 +829,23 @@ void eng_resume(struct eng *e, const char *model, const char *slice,
 size_t eng_in_flight(const struct eng *e)
 {
 	return e->evals_in_flight;
+}
+
+int eng_pressure(const struct eng *e)
+{
+	int level = 0;
+	size_t i;
+
+	for (i = 0; i < e->n_models; i++) {
+		const struct eng_model *m = e->models[i];
+		size_t max = m->cfg->max_queued_windows;
+
+		if (m->windows_in_flight >= 2 * max)
+			return 2;
+		if (m->windows_in_flight >= max)
+			level = 1;
+	}
+	return level;
 }
 
 void eng_foreach_model(const struct eng *e,

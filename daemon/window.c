@@ -22,7 +22,7 @@ struct win_slice {
 	struct win_ref *ref;	/* frozen reference, NULL until first use */
 	/* current window */
 	float *cur;
-	unsigned cur_n;
+	unsigned cur_n, cur_cap;
 	int64_t cur_start_us, cur_end_us;
 	int64_t last_window_id;
 	struct rng rng;		/* reservoir sampling */
@@ -35,6 +35,8 @@ struct win_model {
 	size_t n_slices;
 	struct win_slice **table;	/* open addressing, power of two */
 	size_t table_size;
+	float *spare[WIN_SPARES];	/* recycled window buffers */
+	unsigned spare_cap[WIN_SPARES], n_spare;
 };
 
 struct win_ref *win_ref_get(struct win_ref *r)
@@ -57,6 +59,37 @@ void win_closed_free(struct win_closed *c)
 	free(c->data);
 	free(c->slice);
 	free(c);
+}
+
+void win_recycle(struct win_model *m, struct win_closed *c)
+{
+	if (!c)
+		return;
+	if (c->data && c->dim == m->p.dim && c->cap >= m->p.window_max &&
+	    m->n_spare < WIN_SPARES) {
+		m->spare_cap[m->n_spare] = c->cap;
+		m->spare[m->n_spare++] = c->data;
+		c->data = NULL;
+	}
+	win_closed_free(c);
+}
+
+/* A buffer for a new window: a recycled one when there is one. */
+static float *window_buffer(struct win_model *m, unsigned *cap)
+{
+	if (m->n_spare) {
+		m->n_spare--;
+		*cap = m->spare_cap[m->n_spare];
+		return m->spare[m->n_spare];
+	}
+	*cap = m->p.window_max;
+	return malloc((size_t)m->p.window_max * m->p.dim * sizeof(float));
+}
+
+static void drop_spares(struct win_model *m)
+{
+	while (m->n_spare)
+		free(m->spare[--m->n_spare]);
 }
 
 static uint64_t hash_str(const char *s)
@@ -239,7 +272,9 @@ int win_model_update(struct win_model *m, const struct win_params *p)
 			if (!grown)
 				return -ENOMEM;
 			s->cur = grown;
+			s->cur_cap = (unsigned)rows;
 		}
+		drop_spares(m);	/* too small now */
 	}
 	m->p.window_size = p->window_size;
 	m->p.window_max = p->window_max;
@@ -255,6 +290,7 @@ void win_model_free(struct win_model *m)
 
 	if (!m)
 		return;
+	drop_spares(m);
 	for (i = 0; i < m->n_slices; i++)
 		slice_free(m->slices[i]);
 	for (i = 0; m->slice_by && i < m->p.n_slice_by; i++)
@@ -320,6 +356,7 @@ static struct win_closed *close_window(struct win_model *m, struct win_slice *s)
 	c->n = s->cur_n;
 	c->dim = m->p.dim;
 	c->data = s->cur;
+	c->cap = s->cur_cap;
 	s->cur = NULL;
 	s->cur_n = 0;
 	return c;
@@ -353,11 +390,8 @@ static enum rec_err add_live(struct win_model *m, struct win_slice *s,
 		memcpy(b->data + (size_t)b->n++ * dim, x, dim * sizeof(float));
 		return REC_OK;
 	}
-	if (!s->cur) {
-		s->cur = malloc((size_t)m->p.window_max * dim * sizeof(float));
-		if (!s->cur)
-			return REC_ERR_OVERSIZE;
-	}
+	if (!s->cur && !(s->cur = window_buffer(m, &s->cur_cap)))
+		return REC_ERR_OVERSIZE;
 	if (s->cur_n == 0)
 		s->cur_start_us = s->cur_end_us = ts;
 	if (s->cur_n >= m->p.window_max) {

@@ -46,14 +46,20 @@ struct win_closed {
 	int64_t window_id;
 	int64_t start_us, end_us;	/* min and max record ts */
 	unsigned n, dim;
-	float *data;		/* n × dim, owned */
+	float *data;		/* n × dim, owned; room for cap rows */
+	unsigned cap;
 	struct win_ref *ref;	/* one reference held */
 	bool ref_new;		/* first window against this reference */
 };
 
+struct win_model;
+
 void win_closed_free(struct win_closed *c);
 
-struct win_model;
+/* Like win_closed_free, but M keeps C's sample buffer (up to WIN_SPARES of
+ * them) for its next windows: a new window then costs no fresh pages. */
+#define WIN_SPARES 2
+void win_recycle(struct win_model *m, struct win_closed *c);
 
 /* Copies what it needs from P.  NULL on allocation failure or when
  * reference_size < 2, dim == 0 or window_max == 0. */
