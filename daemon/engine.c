@@ -10,13 +10,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "centroid.h"
 #include "conf.h"
 #include "correct.h"
 #include "hookev.h"
 #include "latest.h"
 #include "log.h"
-#include "mmd.h"
+#include "registry.h"
 #include "rng.h"
 #include "stats.h"
 #include "store.h"
@@ -45,18 +44,22 @@ struct eng_model {
 
 /* Everything a job needs, copied so that a reload cannot pull it away. */
 struct det_params {
-	unsigned detectors;
-	struct mmd_params mmd;
+	unsigned detectors;	/* bit i selects det_registry[i] */
+	uint64_t seed;		/* the window's, recorded with its rows */
+	struct det_settings s;
 };
 
+/* Results per registry entry: rc 0 = ran (rows in out), -ENOENT = not
+ * selected or not runnable on this window, else failed; why holds the
+ * reason for a skip, a failure or a row left out. */
 struct eng_job {
 	struct wq_job wq;
 	struct eval *eval;
 	struct win_closed *win;
 	struct det_params dp;
-	int mmd_rc, cen_rc;
-	struct mmd_result mmd;
-	struct cen_result cen;
+	int rc[DET_COUNT];
+	struct det_output out[DET_COUNT];
+	char why[DET_COUNT][DET_WHY_MAX];
 	uint64_t run_us;
 	uint64_t closed_us;	/* monotonic, for the close -> commit latency */
 };
@@ -64,7 +67,7 @@ struct eng_job {
 /* The windows of one model closed at the same moment: corrected together. */
 struct eval {
 	struct eng_model *model;
-	double alpha, effect_floor, centroid_threshold;
+	double alpha, effect_floor;
 	enum corr_method correction;
 	size_t n, pending;
 	struct eng_job *jobs[];
@@ -99,19 +102,54 @@ static enum corr_method corr_of(enum conf_correction c)
 
 /* ---- jobs on workers ---- */
 
+/* The window as the detectors see it. */
+static struct det_input det_input_of(const struct win_closed *c, uint64_t seed)
+{
+	return (struct det_input){
+		.ref = c->ref->data, .n = c->ref->n,
+		.win = c->data, .m = c->n,
+		.dim = c->dim,
+		.seed = seed,
+	};
+}
+
+static bool any_projectable(unsigned detectors)
+{
+	for (size_t i = 0; i < DET_COUNT; i++)
+		if ((detectors & (1u << i)) && det_registry[i].projectable)
+			return true;
+	return false;
+}
+
 static void job_run(struct wq_job *w)
 {
 	struct eng_job *j = (struct eng_job *)w;
-	const struct win_closed *c = j->win;
+	struct det_input in = det_input_of(j->win, j->dp.seed);
+	struct det_projected proj = { .in = in };
+	int proj_rc = 0;
 	uint64_t t0 = mono_us();
 
-	j->mmd_rc = j->cen_rc = -ENOENT;
-	if (j->dp.detectors & CONF_DET_MMD)
-		j->mmd_rc = mmd_test(c->ref->data, c->ref->n, c->data, c->n,
-				     c->dim, &j->dp.mmd, &j->mmd);
-	if (j->dp.detectors & CONF_DET_CENTROID)
-		j->cen_rc = cen_shift(c->ref->data, c->ref->n, c->data, c->n,
-				      c->dim, &j->cen);
+	if (any_projectable(j->dp.detectors))
+		proj_rc = det_project(&in, &j->dp.s, &proj);
+	for (size_t i = 0; i < DET_COUNT; i++) {
+		const struct det_def *def = &det_registry[i];
+
+		j->rc[i] = -ENOENT;
+		j->why[i][0] = '\0';
+		/* calibration has no window run: the label join feeds it */
+		if (!(j->dp.detectors & (1u << i)) || !def->run)
+			continue;
+		if (def->projectable && proj_rc) {
+			j->rc[i] = proj_rc;
+			snprintf(j->why[i], sizeof j->why[i], "%s: projection "
+				 "failed: %s", def->name, strerror(-proj_rc));
+			continue;
+		}
+		j->rc[i] = det_run(def, def->projectable ? &proj.in : &in,
+				   &j->dp.s, &j->out[i], j->why[i],
+				   sizeof j->why[i]);
+	}
+	det_projected_free(&proj);
 	j->run_us = mono_us() - t0;
 }
 
@@ -127,62 +165,142 @@ static void job_free(struct eng_model *m, struct eng_job *j)
 
 /* ---- decision and store ---- */
 
-#define MAX_TESTS 3
+#define MAX_TESTS (DET_COUNT * DET_MAX_ROWS)
 
-static size_t build_tests(const struct eval *ev, const struct eng_job *j,
-			  double mmd_threshold, struct store_test *t)
+/* Corrected threshold of one p-valued test over an evaluation's slices;
+ * the name is copied, as jobs are freed while the table is still used. */
+struct test_threshold {
+	char test[DET_TEST_NAME_MAX];
+	double threshold;
+};
+
+static const struct det_row *find_row(const struct eng_job *j,
+				      const char *test)
 {
+	for (size_t i = 0; i < DET_COUNT; i++)
+		for (size_t r = 0; j->rc[i] == 0 && r < j->out[i].n_rows; r++)
+			if (!strcmp(j->out[i].rows[r].test, test))
+				return &j->out[i].rows[r];
+	return NULL;
+}
+
+/* Corrects TEST's p-values across the slices of the evaluation (windows
+ * where it did not run count as NaN, i.e. not at all). */
+static double corrected_threshold(const struct eval *ev, const char *test,
+				  double *p)
+{
+	double thr = ev->alpha / (double)ev->n;
+
+	for (size_t k = 0; k < ev->n; k++) {
+		const struct det_row *r = ev->jobs[k]->wq.status == 0 ?
+			find_row(ev->jobs[k], test) : NULL;
+
+		p[k] = r ? r->p_value : NO_VALUE;
+	}
+	/* On failure Bonferroni stands in: never more liberal than BH. */
+	if (corr_threshold(ev->correction, p, ev->n, ev->alpha, &thr) < 0)
+		thr = ev->alpha / (double)ev->n;
+	return thr;
+}
+
+/* One threshold per p-valued test name seen in the evaluation. */
+static size_t eval_thresholds(const struct eval *ev, struct test_threshold *t)
+{
+	double *p = malloc(ev->n * sizeof(double));
 	size_t n = 0;
 
-	if (j->mmd_rc == 0) {
-		t[n] = (struct store_test){
-			.test = "mmd",
-			.statistic = j->mmd.statistic,
-			.p_value = j->mmd.p_value,
-			.threshold = mmd_threshold,
-			.effect = j->mmd.statistic,
-			.bandwidth = j->mmd.bandwidth,
-			.permutations = j->mmd.permutations,
-		};
-		t[n].drifted = j->mmd.p_value <= mmd_threshold &&
-			       j->mmd.statistic >= ev->effect_floor;
-		n++;
+	for (size_t k = 0; k < ev->n; k++) {
+		const struct eng_job *j = ev->jobs[k];
+
+		for (size_t i = 0; j->wq.status == 0 && i < DET_COUNT; i++)
+			for (size_t r = 0; j->rc[i] == 0 && r < j->out[i].n_rows; r++) {
+				const struct det_row *row = &j->out[i].rows[r];
+				size_t seen = 0;
+
+				while (seen < n && strcmp(t[seen].test, row->test))
+					seen++;
+				if (row->kind != DET_P_VALUE || seen < n ||
+				    n == MAX_TESTS)
+					continue;
+				snprintf(t[n].test, sizeof t[n].test, "%s", row->test);
+				t[n++].threshold = p ?
+					corrected_threshold(ev, row->test, p) :
+					ev->alpha / (double)ev->n;
+			}
 	}
-	if (j->cen_rc == 0) {
-		t[n++] = (struct store_test){
-			.test = "centroid_cosine",
-			.statistic = j->cen.cosine,
-			.p_value = NO_VALUE,
-			.threshold = ev->centroid_threshold,
-			.drifted = j->cen.cosine > ev->centroid_threshold,
-			.effect = j->cen.cosine,
-			.bandwidth = NO_VALUE,
-		};
-		t[n++] = (struct store_test){
-			.test = "centroid_euclidean",
-			.statistic = j->cen.euclidean,
-			.p_value = NO_VALUE,
-			.threshold = NO_VALUE,
-			.effect = j->cen.euclidean,
-			.bandwidth = NO_VALUE,
-		};
-	}
+	free(p);
 	return n;
 }
 
-static double eval_mmd_threshold(const struct eval *ev)
+static double threshold_of(const struct test_threshold *t, size_t n,
+			   const char *test, double alpha)
 {
-	double *p = malloc(ev->n * sizeof(double)), thr = ev->alpha / (double)ev->n;
-	size_t i;
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(t[i].test, test))
+			return t[i].threshold;
+	return alpha;
+}
 
-	if (!p)
-		return thr;	/* Bonferroni is never more liberal than BH */
-	for (i = 0; i < ev->n; i++)
-		p[i] = ev->jobs[i]->mmd_rc == 0 ? ev->jobs[i]->mmd.p_value : NO_VALUE;
-	if (corr_threshold(ev->correction, p, ev->n, ev->alpha, &thr) < 0)
-		thr = ev->alpha / (double)ev->n;
-	free(p);
-	return thr;
+static struct store_test store_row(const struct eval *ev,
+				   const struct det_row *r,
+				   const struct test_threshold *thr,
+				   size_t n_thr)
+{
+	struct store_test t = {
+		.test = r->test,
+		.statistic = r->statistic,
+		.p_value = r->p_value,
+		.threshold = NO_VALUE,
+		.effect = r->effect,
+		.bandwidth = r->bandwidth,
+		.permutations = r->permutations,
+	};
+
+	switch (r->kind) {
+	case DET_P_VALUE:
+		if (isnan(r->p_value))
+			break;	/* statistic only (no permutations) */
+		t.threshold = threshold_of(thr, n_thr, r->test, ev->alpha);
+		t.drifted = r->p_value <= t.threshold &&
+			    r->effect >= ev->effect_floor;
+		break;
+	case DET_ABOVE:
+		t.threshold = r->threshold;
+		t.drifted = r->statistic > r->threshold;
+		break;
+	case DET_REPORT:
+		break;
+	}
+	return t;
+}
+
+static size_t build_tests(const struct eval *ev, const struct eng_job *j,
+			  const struct test_threshold *thr, size_t n_thr,
+			  struct store_test *t)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < DET_COUNT; i++)
+		for (size_t r = 0; j->rc[i] == 0 && r < j->out[i].n_rows; r++)
+			t[n++] = store_row(ev, &j->out[i].rows[r], thr, n_thr);
+	return n;
+}
+
+/* Skipped, failed or partly dropped detectors, on the loop thread. */
+static void log_reasons(const char *model, const struct win_closed *c,
+			const struct eng_job *j)
+{
+	for (size_t i = 0; i < DET_COUNT; i++) {
+		if (!j->why[i][0])
+			continue;
+		log_msg(j->rc[i] == -ENOENT ? LOG_LVL_INFO :
+			j->rc[i] == 0 ? LOG_LVL_WARNING : LOG_LVL_ERR,
+			"model %s slice %s window %lld: %s%s", model, c->slice,
+			(long long)c->window_id,
+			j->rc[i] == -ENOENT || j->rc[i] == 0 ? "" :
+							       "detector failed: ",
+			j->why[i]);
+	}
 }
 
 static void put_reference(struct eng *e, const char *model,
@@ -271,13 +389,14 @@ static void flush_events(struct eng *e, struct hookev_batch *hb,
 }
 
 static void write_window(struct eng *e, const struct eval *ev,
-			 const struct eng_job *j, double mmd_threshold,
+			 const struct eng_job *j,
+			 const struct test_threshold *thr, size_t n_thr,
 			 struct hookev_batch *hb, bool last)
 {
 	const char *model = ev->model->name;
 	const struct win_closed *c = j->win;
 	struct store_test t[MAX_TESTS];
-	size_t n = build_tests(ev, j, mmd_threshold, t);
+	size_t n = build_tests(ev, j, thr, n_thr, t);
 	struct store_window w = {
 		.model = model,
 		.slice = c->slice,
@@ -286,17 +405,17 @@ static void write_window(struct eng *e, const struct eval *ev,
 		.end_us = c->end_us,
 		.n = c->n,
 		.reference_set_id = c->ref->id,
-		.seed = j->dp.mmd.seed,
+		.seed = j->dp.seed,
 		.tests = t,
 		.n_tests = n,
 		.closed_us = j->closed_us,
 	};
 
+	log_reasons(model, c, j);
 	if (n == 0) {
 		st.windows_failed++;
-		log_err("model %s slice %s window %lld: no detector ran "
-			"(mmd: %s)", model, c->slice, (long long)c->window_id,
-			strerror(-j->mmd_rc));
+		log_err("model %s slice %s window %lld: no detector produced "
+			"a result", model, c->slice, (long long)c->window_id);
 		return;
 	}
 	log_window(model, c, t, n);
@@ -322,17 +441,18 @@ static void eval_finish(struct eval *ev)
 {
 	struct eng_model *m = ev->model;
 	struct eng *e = m->eng;
-	double thr = eval_mmd_threshold(ev);
+	struct test_threshold thr[MAX_TESTS];
+	size_t n_thr = eval_thresholds(ev, thr), i;
 	struct timespec now;
 	struct hookev_batch *hb;
-	size_t i;
 
 	clock_gettime(CLOCK_REALTIME, &now);
 	hb = hookev_batch_new(e->conf, m->name, (int64_t)now.tv_sec * 1000000 +
 						 now.tv_nsec / 1000);
 	for (i = 0; i < ev->n; i++) {
 		if (ev->jobs[i]->wq.status == 0)
-			write_window(e, ev, ev->jobs[i], thr, hb, i + 1 == ev->n);
+			write_window(e, ev, ev->jobs[i], thr, n_thr, hb,
+				     i + 1 == ev->n);
 		job_free(m, ev->jobs[i]);
 	}
 	flush_events(e, hb, m->name);
@@ -369,15 +489,31 @@ static uint64_t window_seed(const struct conf_model *cfg,
 static struct det_params det_params_of(const struct conf_model *cfg,
 				       const struct win_closed *c)
 {
-	struct det_params dp = {
+	return (struct det_params){
 		.detectors = cfg->detectors,
-		.mmd = {
-			.permutations = cfg->mmd_permutations,
-			.seed = window_seed(cfg, c),
-			.bandwidth_max_points = cfg->mmd_bandwidth_points,
+		.seed = window_seed(cfg, c),
+		.s = {
+			.alpha = cfg->alpha,
+			.correction = corr_of(cfg->correction),
+			.projection_dim = cfg->projection_dim,
+			.max_memory = cfg->detector_memory,
+			.mmd_permutations = cfg->mmd_permutations,
+			.mmd_bandwidth_points = cfg->mmd_bandwidth_points,
+			.centroid_threshold = cfg->centroid_threshold,
+			.energy_permutations = cfg->energy_permutations,
+			.classifier_permutations = cfg->classifier_permutations,
+			.classifier_holdout = cfg->classifier_holdout,
+			.classifier_l2 = cfg->classifier_l2,
+			.classifier_max_iter = cfg->classifier_max_iter,
+			.health_collapse_drop = cfg->health_collapse_drop,
+			.health_uniformity_rise = cfg->health_uniformity_rise,
+			.health_norm_change = cfg->health_norm_change,
+			.health_duplicate_rise = cfg->health_duplicate_rise,
+			.health_duplicate_cosine = cfg->health_duplicate_cosine,
+			.scores_psi_threshold = cfg->scores_psi_threshold,
+			.scores_js_threshold = cfg->scores_js_threshold,
 		},
 	};
-	return dp;
 }
 
 static void submit_eval(struct eng_model *m, struct win_closed *list)
@@ -411,7 +547,6 @@ static void submit_eval(struct eng_model *m, struct win_closed *list)
 	ev->model = m;
 	ev->alpha = cfg->alpha;
 	ev->effect_floor = cfg->effect_floor;
-	ev->centroid_threshold = cfg->centroid_threshold;
 	ev->correction = corr_of(cfg->correction);
 	ev->n = ev->pending = n;
 	m->evals_in_flight++;
