@@ -20,7 +20,8 @@ process on both sides, which with one thread is the compute time and stays
 put when other work shares the machine.
 
 Usage: detectors_numpy.py BENCH_BINARY [--n 1000 --d 768 --permutations 500]
-       [--quick] (smaller sizes, for a smoke run)
+       [--quick] (smaller sizes, for a smoke run) [--side-by-side-only]
+       [--json FILE] (the side-by-side numbers; bench/bench.py calls run())
 """
 import os
 
@@ -173,6 +174,9 @@ def side_by_side(binary, args):
                                                perms, 0, 5))
 
     blas = with_file(x, y, lambda f: run_c(binary, "blas", f, n, n, d))
+    res = {"n": n, "d": d, "permutations": b,
+           "blas_threads": int(os.environ["OPENBLAS_NUM_THREADS"]),
+           "sgemm_gflops": blas["sgemm_gflops"], "tests": []}
     print(f"n = m = {n}, d = {d}, B = {b}, {os.cpu_count()} CPUs, BLAS "
           f"threads {os.environ['OPENBLAS_NUM_THREADS']}, CPU times; "
           f"sgemm {blas['sgemm_gflops']:.1f} GFLOP/s "
@@ -199,6 +203,12 @@ def side_by_side(binary, args):
               f"statistic C {c['statistic']:.6g} numpy {s_re:.6g}; "
               f"p C {c['p_value']:.4g} numpy {p_re:.4g} / {p_ge:.4g}")
         rows.append((name, c["total_ms"], t_re * 1e3, t_ge * 1e3))
+        res["tests"].append({
+            "test": name, "permutations": b, "c_ms": c["total_ms"],
+            "peer": "numpy re-indexing", "peer_ms": t_re * 1e3,
+            "gemm_ms": t_ge * 1e3, "kernel_step_ms": c["kernel_step_ms"],
+            "kernel_gflops": kernel_gflops,
+            "statistic": c["statistic"], "peer_statistic": float(s_re)})
 
     c = c_run("ks")
     t_ks, (share, min_q) = timed(ks_loop, x, y, repeats=3)
@@ -207,6 +217,9 @@ def side_by_side(binary, args):
           f"scipy {share:.4f}, min corrected p C {c['p_value']:.4g} scipy "
           f"{min_q:.4g}")
     rows.append(("ks_dims", c["total_ms"], t_ks * 1e3, None))
+    res["tests"].append({"test": "ks_dims", "c_ms": c["total_ms"],
+                         "peer": "scipy ks_2samp loop",
+                         "peer_ms": t_ks * 1e3})
 
     cb = 1000
     c = c_run("classifier", cb)
@@ -216,12 +229,16 @@ def side_by_side(binary, args):
           f"({t_cl * 1e3 / c['total_ms']:.1f}x); AUC C {c['statistic']:.4f} "
           f"sklearn {auc:.4f}, p C {c['p_value']:.4g} sklearn {p:.4g}")
     rows.append(("classifier", c["total_ms"], t_cl * 1e3, None))
+    res["tests"].append({"test": "classifier", "permutations": cb,
+                         "c_ms": c["total_ms"], "peer": "sklearn",
+                         "peer_ms": t_cl * 1e3})
 
     print("\n| test | C (ms) | numpy/scipy/sklearn (ms) | speed-up | numpy GEMM form (ms) | speed-up |")
     print("|---|---|---|---|---|---|")
     for name, c_ms, peer, gemm in rows:
         g = f"{gemm:.0f} | {gemm / c_ms:.1f}x" if gemm else "— | —"
         print(f"| {name} | {c_ms:.1f} | {peer:.0f} | {peer / c_ms:.0f}x | {g} |")
+    return res
 
 
 def scaling(binary, args):
@@ -267,7 +284,7 @@ def projection(binary, args):
               f"{c['total_ms']:.0f} ms")
 
 
-def main():
+def options(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("bench_binary")
     ap.add_argument("--n", type=int, default=1000)
@@ -276,12 +293,29 @@ def main():
     ap.add_argument("--shift", type=float, default=0.01)
     ap.add_argument("--power-shift", type=float, default=0.03)
     ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
+    ap.add_argument("--side-by-side-only", action="store_true",
+                    help="skip the scaling and projection tables")
+    ap.add_argument("--json", help="write the side-by-side numbers here")
+    args = ap.parse_args(argv)
     if args.quick:
         args.n, args.d, args.permutations = 300, 128, 100
-    side_by_side(args.bench_binary, args)
-    scaling(args.bench_binary, args)
-    projection(args.bench_binary, args)
+    return args
+
+
+def run(binary, quick=False):
+    """The side-by-side part alone, as a dict (bench/bench.py)."""
+    return side_by_side(binary, options([binary] + ["--quick"] * quick))
+
+
+def main():
+    args = options(None)
+    res = side_by_side(args.bench_binary, args)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=2)
+    if not args.side_by_side_only:
+        scaling(args.bench_binary, args)
+        projection(args.bench_binary, args)
 
 
 if __name__ == "__main__":

@@ -125,13 +125,15 @@ def plan(total, clients):
 
 
 def python_rate(lines, rounds):
-    best = 0.0
+    """Best records/s and CPU µs per record of json.loads + numpy."""
+    best, cpu = 0.0, math.inf
     for _ in range(rounds):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for line in lines:
             np.asarray(json.loads(line)["embedding"], dtype=np.float32)
         best = max(best, len(lines) / (time.perf_counter() - t0))
-    return best
+        cpu = min(cpu, (time.process_time() - c0) / len(lines) * 1e6)
+    return best, cpu
 
 
 def model_config():
@@ -223,11 +225,12 @@ def run(build, quick=False, rounds=2, dims=DIMS, transports=TRANSPORTS,
                 # Fill the references before anything is timed.
                 loadgen(build, daemon_addr["tcp"], "binary", 1,
                         pay.file("binary", DISTINCT), 2, DISTINCT)
-                py = python_rate(pay.lines, 1 if quick else 3)
+                py, py_us = python_rate(pay.lines, 1 if quick else 3)
                 for t in transports:
                     for c in clients:
                         cell = {"dim": dim, "transport": t, "clients": c,
                                 "python_records_per_s": py,
+                                "python_cpu_us": py_us,
                                 "binary_bytes_per_record": pay.bin_bytes,
                                 "ndjson_bytes_per_record": pay.nd_bytes}
                         cell.update(measure_cell(
@@ -247,11 +250,13 @@ def run(build, quick=False, rounds=2, dims=DIMS, transports=TRANSPORTS,
 
 def derive(c):
     def ratio(a, b):
-        return c[a] / c[b] if c[a] and c[b] else None
+        ok = c[a] and c[b] and math.isfinite(c[a]) and math.isfinite(c[b])
+        return c[a] / c[b] if ok else None
 
     c["binary_vs_sink"] = ratio("binary_records_per_s", "sink_records_per_s")
     c["ndjson_vs_python"] = ratio("ndjson_records_per_s",
                                   "python_records_per_s")
+    c["ndjson_vs_python_cpu"] = ratio("python_cpu_us", "ndjson_loop_us")
     for p in ("binary", "ndjson"):
         us = c[f"{p}_loop_us"]
         c[f"{p}_core_records_per_s"] = 1e6 / us if 0 < us < math.inf \
@@ -270,7 +275,8 @@ def print_cell(c, log):
         parts.append(f"ndjson {c['ndjson_records_per_s']:,.0f}/s "
                      f"({c['ndjson_loop_us']:.1f} us loop CPU/record) = "
                      f"{c['ndjson_vs_python']:.1f}x python "
-                     f"{c['python_records_per_s']:,.0f}/s")
+                     f"{c['python_records_per_s']:,.0f}/s (CPU: "
+                     f"{c['ndjson_vs_python_cpu']:.1f}x)")
     print(" ".join(parts), file=log, flush=True)
 
 

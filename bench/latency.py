@@ -149,12 +149,12 @@ def hist_quantile(buckets, q):
     return lo
 
 
-def run(build, quick=False, rate=5000, log=sys.stderr):
+def run(build, quick=False, rate=2000, log=sys.stderr):
     os.environ.setdefault("DRIFTD_BUILD_ROOT", os.path.abspath(build))
     sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
     sys.path.insert(0, os.path.join(ROOT, "clients", "python"))
     from driftd_harness import Env
-    seconds = 4 if quick else 16
+    seconds = 4 if quick else 25
     frame_s = SLICES / rate
     with Env() as env:
         d = env.driftd(model_config(), log_level="warning")
@@ -222,7 +222,7 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--quick", action="store_true", help="smoke run")
-    ap.add_argument("--rate", type=int, default=5000,
+    ap.add_argument("--rate", type=int, default=2000,
                     help="records/s in the timed phase")
     a = ap.parse_args()
     res = run(a.build, a.quick, a.rate)
