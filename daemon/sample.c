@@ -7,7 +7,7 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
-#define SMP_F16C 1
+#define SMP_X86 1
 #endif
 
 #define HALF_MAX_BITS 0x477fe000u	/* 65504.0f, the largest half */
@@ -68,24 +68,45 @@ static void load_portable(float *dst, const uint16_t *src, size_t n)
 		dst[i] = smp_from_half(src[i]);
 }
 
-#ifdef SMP_F16C
-/* Eight values per instruction; the tail goes through the portable code,
- * which rounds the same way. */
+#ifdef SMP_X86
+/* Rows are written once and read much later by a detector on another
+ * thread: streaming stores skip reading each destination line into the
+ * cache first (the loop thread's copy into windows cost a quarter less in
+ * the ingest profile).  The fence publishes them before the buffer can be
+ * handed over. */
+static void store_f32_stream(float *dst, const float *src, size_t n)
+{
+	size_t i = 0;
+
+	for (; i < n && ((uintptr_t)(dst + i) & 15); i++)
+		dst[i] = src[i];
+	for (; i + 4 <= n; i += 4)
+		_mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+	for (; i < n; i++)
+		dst[i] = src[i];
+	_mm_sfence();
+}
+
+/* Eight values per instruction, streamed as above; the ends go through
+ * the portable code, which rounds the same way. */
 __attribute__((target("avx,f16c"))) static void
 store_f16c(uint16_t *dst, const float *src, size_t n)
 {
 	const __m256 hi = _mm256_set1_ps(65504.0f), lo = _mm256_set1_ps(-65504.0f);
 	size_t i = 0;
 
+	for (; i < n && ((uintptr_t)(dst + i) & 15); i++)
+		dst[i] = smp_to_half(src[i]);
 	for (; i + 8 <= n; i += 8) {
 		__m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_loadu_ps(src + i),
 						       lo), hi);
 
-		_mm_storeu_si128((__m128i *)(void *)(dst + i),
+		_mm_stream_si128((__m128i *)(void *)(dst + i),
 				 _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT |
 							    _MM_FROUND_NO_EXC));
 	}
 	store_portable(dst + i, src + i, n - i);
+	_mm_sfence();
 }
 
 __attribute__((target("avx,f16c"))) static void
@@ -109,10 +130,14 @@ static bool have_f16c(void)
 void smp_store(enum smp_format f, void *dst, const float *src, size_t n)
 {
 	if (f == SMP_FLOAT32) {
+#ifdef SMP_X86
+		store_f32_stream(dst, src, n);
+#else
 		memcpy(dst, src, n * sizeof(float));
+#endif
 		return;
 	}
-#ifdef SMP_F16C
+#ifdef SMP_X86
 	if (have_f16c()) {
 		store_f16c(dst, src, n);
 		return;
@@ -127,7 +152,7 @@ void smp_load(enum smp_format f, float *dst, const void *src, size_t n)
 		memcpy(dst, src, n * sizeof(float));
 		return;
 	}
-#ifdef SMP_F16C
+#ifdef SMP_X86
 	if (have_f16c()) {
 		load_f16c(dst, src, n);
 		return;

@@ -128,6 +128,7 @@ static void bulk_lengths(void **state)
 {
 	float src[80], back[80], pool[80];
 	uint16_t h[81], one;
+	uint32_t guard;
 	struct rng r;
 
 	(void)state;
@@ -149,11 +150,17 @@ static void bulk_lengths(void **state)
 					    fabsf(src[i]) * 0x1p-11f);
 			}
 		}
-	/* float32 storage is a copy. */
-	smp_store(SMP_FLOAT32, back, pool, 80);
-	assert_memory_equal(back, pool, sizeof(pool));
-	smp_load(SMP_FLOAT32, src, back, 80);
-	assert_memory_equal(src, pool, sizeof(pool));
+	/* float32 storage is a copy, whatever the alignment. */
+	for (size_t off = 0; off < 5; off++)
+		for (size_t n = 0; n + off <= 70; n++) {
+			memset(back, 0xee, sizeof(back));
+			smp_store(SMP_FLOAT32, back + off, pool, n);
+			assert_memory_equal(back + off, pool, n * sizeof(float));
+			memcpy(&guard, back + off + n, sizeof(guard));
+			assert_int_equal(guard, 0xeeeeeeeeu);
+			smp_load(SMP_FLOAT32, src, back + off, n);
+			assert_memory_equal(src, pool, n * sizeof(float));
+		}
 }
 
 static void gaussian(struct rng *r, float *x, size_t n, float shift)
