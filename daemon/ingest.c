@@ -503,7 +503,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
 	struct ing_conn *c = arg;
 	struct evbuffer *in = c->in;
-	size_t have = evbuffer_get_length(in), limit = input_limit(c);
+	size_t have = evbuffer_get_length(in), limit = input_limit(c), want;
 	ssize_t got;
 
 	if (what & EV_TIMEOUT) {
@@ -520,8 +520,9 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 		conn_free(c);
 		return;
 	}
-	got = read_into(in, fd, limit - have < READ_CHUNK ? limit - have :
-							    READ_CHUNK);
+	want = c->proto == PROTO_BINARY ? bin_read_size(c, READ_CHUNK) :
+					  READ_CHUNK;
+	got = read_into(in, fd, limit - have < want ? limit - have : want);
 	if (got == 0) {
 		finish(c);
 		free_if_flushed(c);

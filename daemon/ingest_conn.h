@@ -28,6 +28,7 @@ struct ing_conn {
 	struct frm_buf out;		/* binary replies being built */
 	uint64_t line_no, accepted, rejected;
 	uint64_t skip;		/* binary: payload bytes of a refused frame */
+	size_t last_frame;	/* binary: bytes of the last frame read */
 	bool skipping;		/* NDJSON: rest of an oversize line */
 	bool authed;
 	bool closing;		/* summary sent, waiting for it to flush */
@@ -62,6 +63,9 @@ int64_t ing_now_us(struct ing *g);
 void bin_drain(struct ing_conn *c);
 void bin_finish(struct ing_conn *c);
 void bin_timeout(struct ing_conn *c, bool handshake);
+/* How many bytes the next read should take, CHUNK unless frames are
+ * larger than that (see ingest_bin.c). */
+size_t bin_read_size(struct ing_conn *c, size_t chunk);
 
 /* ingest.c, for ingest_bin.c */
 void conn_closing(struct ing_conn *c);
