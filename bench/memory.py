@@ -34,6 +34,7 @@ DIM = 768
 # not the fixed overhead, the bulk of each case.
 CASES = ((1, 5000), (100, 500), (1000, 100))
 QUICK_CASES = ((1, 500), (100, 50), (1000, 10))
+STORAGES = ("float32", "float16")
 FRAME_BYTES = 1 << 20
 
 
@@ -51,7 +52,7 @@ def model_config(slices, size, storage):
     return (f"[model.mem]\ndim = {DIM}\nslice_by = s\n"
             f"reference.size = {size}\nwindow.size = {size}\n"
             f"max_slices = {slices + 1}\ndetectors = centroid\n"
-            f"storage = {storage}\n")
+            + (f"storage = {storage}\n" if storage != "float32" else ""))
 
 
 def write_stream(path, slices, size):
@@ -126,7 +127,7 @@ def one_case(build, env, tmp, slices, size, storage, log):
     return res
 
 
-def run(build, quick=False, log=sys.stderr):
+def run(build, quick=False, storages=STORAGES, log=sys.stderr):
     os.environ.setdefault("DRIFTD_BUILD_ROOT", os.path.abspath(build))
     sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
     sys.path.insert(0, os.path.join(ROOT, "clients", "python"))
@@ -135,7 +136,7 @@ def run(build, quick=False, log=sys.stderr):
     with tempfile.TemporaryDirectory(prefix="driftd-mem-") as tmp, \
             Env() as env:
         for slices, size in (QUICK_CASES if quick else CASES):
-            for storage in ("float32", "float16"):
+            for storage in storages:
                 cases.append(one_case(os.path.abspath(build), env, tmp,
                                       slices, size, storage, log))
     return {"cases": cases}
@@ -146,8 +147,10 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--quick", action="store_true", help="smoke run")
+    ap.add_argument("--storage", nargs="+", choices=STORAGES,
+                    default=STORAGES)
     a = ap.parse_args()
-    res = run(a.build, a.quick)
+    res = run(a.build, a.quick, a.storage)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=2)
