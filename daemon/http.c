@@ -50,6 +50,82 @@ static void model_metrics(void *arg, const struct eng_model_info *mi)
 			    mi->name, mi->records, mi->name, mi->windows);
 }
 
+/* One labelled sample per model of the slice, reference and label
+ * counters (their HELP/TYPE lines come first, in slice_metric_headers). */
+static void slice_metrics(void *arg, const struct eng_model_info *mi)
+{
+	struct evbuffer *b = arg;
+	const char *m = mi->name;
+
+	evbuffer_add_printf(b,
+		"driftd_model_slices_refused_total{model=\"%s\"} %" PRIu64 "\n"
+		"driftd_model_slices_expired_total{model=\"%s\"} %" PRIu64 "\n"
+		"driftd_model_windows_insufficient_total{model=\"%s\"} %" PRIu64 "\n"
+		"driftd_model_alarms_total{model=\"%s\"} %" PRIu64 "\n"
+		"driftd_model_reference_resets_total{model=\"%s\"} %" PRIu64 "\n"
+		"driftd_model_references_restored_total{model=\"%s\"} %" PRIu64 "\n"
+		"driftd_model_labels_pending{model=\"%s\"} %zu\n",
+		m, mi->slices_refused, m, mi->slices_expired, m,
+		mi->windows_insufficient, m, mi->alarms, m, mi->resets, m,
+		mi->references_restored, m, mi->labels_pending);
+	evbuffer_add_printf(b,
+		"driftd_model_labels_total{model=\"%s\",outcome=\"joined\"} %" PRIu64 "\n"
+		"driftd_model_labels_total{model=\"%s\",outcome=\"unmatched\"} %" PRIu64 "\n"
+		"driftd_model_labels_total{model=\"%s\",outcome=\"expired\"} %" PRIu64 "\n"
+		"driftd_model_labels_total{model=\"%s\",outcome=\"evicted\"} %" PRIu64 "\n",
+		m, mi->labels_joined, m, mi->labels_unmatched, m,
+		mi->labels_expired, m, mi->labels_evicted);
+}
+
+static void slice_metric_headers(struct evbuffer *b)
+{
+	header(b, "driftd_model_slices_refused_total", "counter",
+	       "Records refused because the model tracks max_slices slices.");
+	header(b, "driftd_model_slices_expired_total", "counter",
+	       "Slices dropped after slice.idle_timeout without records.");
+	header(b, "driftd_model_windows_insufficient_total", "counter",
+	       "Windows recorded as insufficient_data instead of tested.");
+	header(b, "driftd_model_alarms_total", "counter",
+	       "Windows whose slice met the alarm.k of alarm.m rule.");
+	header(b, "driftd_model_reference_resets_total", "counter",
+	       "Reference resets (POST /v1/models/M/reference/reset).");
+	header(b, "driftd_model_references_restored_total", "counter",
+	       "Reference sets restored from PostgreSQL at start.");
+	header(b, "driftd_model_labels_pending", "gauge",
+	       "Scored records waiting for a label sent later.");
+	header(b, "driftd_model_labels_total", "counter",
+	       "Labels sent on their own, by outcome; expired and evicted "
+	       "count records whose label never came.");
+}
+
+/* The spill journal (docs/sql.md, "When PostgreSQL is away"). */
+static void journal_metrics(const struct http_srv *h, struct evbuffer *b)
+{
+	struct store_journal_stats js;
+
+	store_journal_stats(h->ctx.store, &js);
+	metric(b, "driftd_store_journal_bytes", "gauge",
+	       "Bytes of the spill journal in state_dir.", js.bytes);
+	metric(b, "driftd_store_journal_max_bytes", "gauge",
+	       "Configured size of the spill journal (store.journal_max).",
+	       js.max_bytes);
+	metric(b, "driftd_store_journal_records", "gauge",
+	       "Database writes waiting in the spill journal.", js.records);
+	metric(b, "driftd_store_journal_full", "gauge",
+	       "1 when the journal is full: new windows are refused.",
+	       js.full);
+	metric(b, "driftd_store_journal_appended_total", "counter",
+	       "Database writes put in the spill journal.", js.appended);
+	metric(b, "driftd_store_journal_replayed_total", "counter",
+	       "Journaled writes committed after the database came back.",
+	       js.replayed);
+	metric(b, "driftd_store_journal_discarded_total", "counter",
+	       "Damaged journal records cut off at start.", js.discarded);
+	metric(b, "driftd_store_accepting", "gauge",
+	       "1 when new windows can be kept (database or journal).",
+	       store_accepting(h->ctx.store));
+}
+
 static void write_metrics(const struct http_srv *h, struct evbuffer *b)
 {
 	int e;
@@ -81,8 +157,11 @@ static void write_metrics(const struct http_srv *h, struct evbuffer *b)
 	metric(b, "driftd_windows_failed_total", "counter",
 	       "Windows whose detectors failed.", st.windows_failed);
 	metric(b, "driftd_windows_dropped_total", "counter",
-	       "Window results dropped because the database queue was full.",
+	       "Window results dropped: database unreachable and journal full.",
 	       st.windows_dropped);
+	metric(b, "driftd_windows_insufficient_total", "counter",
+	       "Windows recorded as insufficient_data instead of tested.",
+	       st.windows_insufficient);
 	header(b, "driftd_detector_seconds_total", "counter",
 	       "Time spent in detector jobs.");
 	evbuffer_add_printf(b, "driftd_detector_seconds_total %.6f\n",
@@ -97,6 +176,10 @@ static void write_metrics(const struct http_srv *h, struct evbuffer *b)
 	metric(b, "driftd_store_written_total", "counter",
 	       "Windows committed to the database.",
 	       store_written(h->ctx.store));
+	metric(b, "driftd_store_duplicates_total", "counter",
+	       "Windows the database already held (replays).",
+	       store_duplicates(h->ctx.store));
+	journal_metrics(h, b);
 	metric(b, "driftd_reloads_total", "counter",
 	       "Configuration reloads applied.", st.reloads);
 	metric(b, "driftd_reload_failures_total", "counter",
@@ -109,6 +192,8 @@ static void write_metrics(const struct http_srv *h, struct evbuffer *b)
 	header(b, "driftd_model_windows_total", "counter",
 	       "Windows closed per model.");
 	eng_foreach_model(h->ctx.eng, model_metrics, b);
+	slice_metric_headers(b);
+	eng_foreach_model(h->ctx.eng, slice_metrics, b);
 }
 
 static void send_text(struct evhttp_request *req, int code, const char *reason,
@@ -119,12 +204,60 @@ static void send_text(struct evhttp_request *req, int code, const char *reason,
 	evhttp_send_reply(req, code, reason, body);
 }
 
+#define RESET_PREFIX "/v1/models/"
+#define RESET_SUFFIX "/reference/reset"
+
+/* POST /v1/models/{m}/reference/reset: a retraining pipeline deployed a
+ * new model version; its slices warm up (or take explicit reference
+ * records) again.  Answers JSON. */
+static void reference_reset(struct http_srv *h, struct evhttp_request *req,
+			    const char *path, struct evbuffer *b)
+{
+	size_t len = strlen(path) - strlen(RESET_PREFIX) - strlen(RESET_SUFFIX);
+	char model[128];
+	int n;
+
+	if (len == 0 || len >= sizeof(model)) {
+		evbuffer_add_printf(b, "{\"error\":\"unknown_model\"}\n");
+		send_text(req, HTTP_NOTFOUND, "Not Found", "application/json", b);
+		return;
+	}
+	memcpy(model, path + strlen(RESET_PREFIX), len);
+	model[len] = '\0';
+	n = strchr(model, '/') ? -ENOENT : eng_reset_references(h->ctx.eng, model);
+	if (n == -ENOENT) {
+		evbuffer_add_printf(b, "{\"error\":\"unknown_model\",\"message\":"
+				    "\"no model named in the configuration\"}\n");
+		send_text(req, HTTP_NOTFOUND, "Not Found", "application/json", b);
+	} else if (n < 0) {
+		evbuffer_add_printf(b, "{\"error\":\"overloaded\",\"message\":"
+				    "\"out of memory\"}\n");
+		send_text(req, HTTP_SERVUNAVAIL, "Service Unavailable",
+			  "application/json", b);
+	} else {
+		/* Model names are [A-Za-z0-9_.-]: no JSON escaping needed. */
+		evbuffer_add_printf(b, "{\"model\":\"%s\",\"slices_reset\":%d}\n",
+				    model, n);
+		send_text(req, HTTP_OK, "OK", "application/json", b);
+	}
+}
+
+static bool is_reset_path(const char *path)
+{
+	size_t len = strlen(path);
+
+	return len > strlen(RESET_PREFIX) + strlen(RESET_SUFFIX) &&
+	       !strncmp(path, RESET_PREFIX, strlen(RESET_PREFIX)) &&
+	       !strcmp(path + len - strlen(RESET_SUFFIX), RESET_SUFFIX);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
 	struct http_srv *h = arg;
 	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	struct evbuffer *b = evbuffer_new();
 	bool get = evhttp_request_get_command(req) == EVHTTP_REQ_GET;
+	bool post = evhttp_request_get_command(req) == EVHTTP_REQ_POST;
 
 	if (!b) {
 		evhttp_send_error(req, HTTP_SERVUNAVAIL, "out of memory");
@@ -146,6 +279,8 @@ static void on_request(struct evhttp_request *req, void *arg)
 		evbuffer_add_printf(b, ready ? "ready\n" : "not ready\n");
 		send_text(req, ready ? HTTP_OK : HTTP_SERVUNAVAIL,
 			  ready ? "OK" : "Service Unavailable", "text/plain", b);
+	} else if (post && is_reset_path(path)) {
+		reference_reset(h, req, path, b);
 	} else {
 		evbuffer_add_printf(b, "no such endpoint: %s\n", path);
 		send_text(req, HTTP_NOTFOUND, "Not Found", "text/plain", b);

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "engine.h"
 #include "http.h"
+#include "idlease.h"
 #include "ingest.h"
 #include "log.h"
 #include "service.h"
@@ -27,6 +28,7 @@ struct stats st;
 #define LISTEN_BACKLOG 512
 #define MAX_LISTENERS 16
 #define DRAIN_POLL_MS 50
+#define HEALTH_POLL_MS 1000
 
 struct daemon {
 	struct event_base *base;
@@ -39,9 +41,12 @@ struct daemon {
 	struct http_srv *http;
 	int ingest_fds[MAX_LISTENERS], http_fds[MAX_LISTENERS];
 	size_t n_ingest_fds, n_http_fds;
-	struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
+	struct event *sig_term, *sig_int, *sig_hup, *drain_timer, *health;
 	uint64_t drain_deadline_ms;
-	bool ready, stopping;
+	struct ids *ids;		/* window-id leases in state_dir */
+	bool ids_existed;		/* a previous run left them */
+	char *journal_dir;
+	bool ready, stopping, accepting, waiting_logged;
 	int exit_code;
 };
 
@@ -119,33 +124,64 @@ static int open_listeners(struct daemon *d)
 	return 0;
 }
 
+/* Ready while results can be kept: in the database, or in the journal
+ * while the database is away (a full journal makes the daemon unready). */
 static bool is_ready(void *arg)
 {
 	struct daemon *d = arg;
 
-	return d->ready && !d->stopping &&
-	       store_get_state(d->store) == STORE_READY;
+	return d->ready && !d->stopping && store_accepting(d->store);
 }
 
 /* ---- store callbacks ---- */
 
+static void go_ready(struct daemon *d, const char *how)
+{
+	char status[256];
+
+	if (open_listeners(d) < 0) {
+		log_err("cannot start listeners");
+		d->exit_code = 1;
+		event_base_loopbreak(d->base);
+		return;
+	}
+	d->ready = true;
+	/* From now on every id handed out is on disk first, so a later start
+	 * may go ahead without the database. */
+	eng_set_ids(d->eng, d->ids);
+	status_line(d, status, sizeof(status));
+	svc_ready(status);
+	log_notice("ready%s: %s", how, status);
+}
+
+/* The database answers first, normally: sequences and references are
+ * loaded before READY.  When it is unreachable at start, a daemon that
+ * ran here before (window-id leases in state_dir) goes ready on its spill
+ * journal; a first start waits, as only the database knows which window
+ * ids are taken. */
 static void on_store_state(void *arg, enum store_state s, const char *why)
 {
 	struct daemon *d = arg;
-	char status[256];
 
-	if (s == STORE_READY && !d->ready && !d->stopping) {
-		if (open_listeners(d) < 0) {
-			log_err("cannot start listeners");
-			d->exit_code = 1;
-			event_base_loopbreak(d->base);
+	if (!d->ready && !d->stopping) {
+		if (s == STORE_READY) {
+			go_ready(d, "");
 			return;
 		}
-		d->ready = true;
-		status_line(d, status, sizeof(status));
-		svc_ready(status);
-		log_notice("ready: %s", status);
-		return;
+		if (s == STORE_DOWN && d->ids_existed && d->journal_dir &&
+		    store_accepting(d->store)) {
+			log_warning("database unreachable at start (%s): going "
+				    "ready on the spill journal; references are "
+				    "restored when it answers", why ? why : "");
+			go_ready(d, " without the database");
+			return;
+		}
+		if (s == STORE_DOWN && !d->waiting_logged) {
+			d->waiting_logged = true;
+			log_warning("database unreachable at start (%s): waiting, "
+				    "as no earlier run left window ids in %s",
+				    why ? why : "", d->conf->state_dir);
+		}
 	}
 	if (s == STORE_DOWN)
 		log_warning("database: %s", why ? why : "connection lost");
@@ -153,12 +189,50 @@ static void on_store_state(void *arg, enum store_state s, const char *why)
 		log_info("database: %s", why);
 }
 
-static void on_store_seq(void *arg, const char *model, const char *slice,
-			 int64_t max_window_id)
+static void on_store_seq(void *arg, const char *model, int64_t max_window_id)
 {
 	struct daemon *d = arg;
 
-	eng_resume(d->eng, model, slice, max_window_id);
+	eng_resume(d->eng, model, max_window_id);
+}
+
+static bool on_store_want(void *arg, const struct store_reference *meta)
+{
+	struct daemon *d = arg;
+
+	return eng_want_reference(d->eng, meta);
+}
+
+static void on_store_restore(void *arg, const struct store_reference *r)
+{
+	struct daemon *d = arg;
+
+	eng_restore_reference(d->eng, r);
+}
+
+/* Says so loudly when results stop having anywhere to go, and again when
+ * they have. */
+static void on_health(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct store_journal_stats js;
+	bool accepting = store_accepting(d->store);
+
+	if (accepting == d->accepting)
+		return;
+	d->accepting = accepting;
+	store_journal_stats(d->store, &js);
+	if (!accepting) {
+		log_err("database unreachable and spill journal full (%llu of "
+			"%llu bytes): new windows are refused and live records "
+			"answered \"overloaded\" until the database is back",
+			(unsigned long long)js.bytes,
+			(unsigned long long)js.max_bytes);
+		svc_status("spill journal full: refusing new windows");
+	} else {
+		log_notice("results can be kept again: live records accepted");
+		svc_status("accepting records");
+	}
 }
 
 static void on_store_log(void *arg, int level, const char *msg)
@@ -176,21 +250,35 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Writes still to do before exiting: all of them while the database
+ * takes them; with it away, those the journal cannot take. */
+static size_t writes_left(struct daemon *d)
+{
+	if (store_get_state(d->store) == STORE_READY)
+		return store_pending(d->store);
+	return store_spill(d->store);
+}
+
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
 	size_t conns = ing_connections(d->ing), evals = eng_in_flight(d->eng),
-	       pending = store_pending(d->store);
+	       pending = writes_left(d);
 
 	if (conns == 0 && evals == 0 && pending == 0) {
+		if (store_pending(d->store))
+			log_notice("%zu database writes kept in the spill journal "
+				   "for the next start", store_pending(d->store));
 		log_notice("stopped cleanly");
 		event_base_loopexit(d->base, NULL);
 		return;
 	}
 	if (now_ms() >= d->drain_deadline_ms) {
+		pending = store_spill(d->store);
 		log_warning("shutdown timeout: %zu connections, %zu evaluations "
-			    "and %zu database writes abandoned",
-			    conns, evals, pending);
+			    "and %zu database writes abandoned (%zu more kept in "
+			    "the spill journal)", conns, evals, pending,
+			    store_pending(d->store) - pending);
 		event_base_loopexit(d->base, NULL);
 	}
 }
@@ -294,13 +382,37 @@ static int setup_signals(struct daemon *d)
 	return 0;
 }
 
+/* Local state: window-id leases and the spill journal in state_dir. */
+static int open_state(struct daemon *d)
+{
+	char msg[512];
+	int err;
+
+	err = ids_open(d->conf->state_dir, &d->ids, &d->ids_existed, msg,
+		       sizeof(msg));
+	if (err < 0) {
+		log_err("state directory %s: %s", d->conf->state_dir,
+			err == -ENOMEM ? "out of memory" : msg);
+		return -1;
+	}
+	if (asprintf(&d->journal_dir, "%s/journal", d->conf->state_dir) < 0) {
+		d->journal_dir = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 static int setup(struct daemon *d)
 {
 	struct store_opts so = {
 		.query_timeout_us = d->conf->query_timeout_us,
 		.max_pending = d->conf->max_pending,
 		.log = on_store_log,
+		.journal_max = d->conf->journal_max,
+		.want = on_store_want,
+		.restore = on_store_restore,
 	};
+	struct timeval health = { 0, HEALTH_POLL_MS * 1000 };
 	struct http_ctx hc;
 
 	if (evthread_use_pthreads() < 0 || !(d->base = event_base_new())) {
@@ -310,12 +422,20 @@ static int setup(struct daemon *d)
 	if (bind_all(d->conf->ingest, d->conf->n_ingest, d->ingest_fds,
 		     &d->n_ingest_fds) < 0 ||
 	    bind_all(d->conf->http, d->conf->n_http, d->http_fds,
-		     &d->n_http_fds) < 0)
+		     &d->n_http_fds) < 0 || open_state(d) < 0)
 		return -1;
+	so.journal_path = d->journal_dir;
 	d->wq = wq_new(d->base, d->conf->workers);
 	d->store = store_new(d->base, d->conf->dsn, &so, on_store_state,
 			     on_store_seq, d);
+	if (!d->store)
+		log_err("cannot start the database writer (bad DSN, or the spill "
+			"journal in %s cannot be opened)", d->journal_dir);
 	if (!d->wq || !d->store)
+		goto oom;
+	d->accepting = true;
+	d->health = event_new(d->base, -1, EV_PERSIST, on_health, d);
+	if (!d->health || event_add(d->health, &health) < 0)
 		goto oom;
 	d->eng = eng_new(d->base, d->wq, d->store, d->conf);
 	d->ing = d->eng ? ing_new(d->base, d->eng) : NULL;
@@ -343,8 +463,14 @@ static void teardown(struct daemon *d)
 	wq_free(d->wq);
 	ing_free(d->ing);
 	http_free(d->http);
+	if (d->eng && d->ready)
+		eng_save_ids(d->eng);
 	eng_free(d->eng);
 	store_free(d->store);
+	ids_free(d->ids);
+	free(d->journal_dir);
+	if (d->health)
+		event_free(d->health);
 	for (i = 0; i < d->n_ingest_fds; i++)
 		close(d->ingest_fds[i]);
 	for (i = 0; i < d->n_http_fds; i++)

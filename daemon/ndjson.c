@@ -37,6 +37,7 @@ static const char *const err_names[REC_ERR__COUNT] = {
 	[REC_ERR_REFERENCE_FROZEN] = "reference_frozen",
 	[REC_ERR_UNSUPPORTED] = "unsupported",
 	[REC_ERR_OVERLOADED] = "overloaded",
+	[REC_ERR_UNKNOWN_ID] = "unknown_id",
 };
 
 const char *rec_err_name(enum rec_err e)

@@ -10,9 +10,13 @@
 
 #include "store.h"
 
-#define REQ_MAX_PARAMS 16
+#define REQ_MAX_PARAMS 40
 
-enum req_kind { REQ_REFERENCE, REQ_WINDOW };
+/* Bumped whenever a statement's parameters change: journal records of
+ * another format cannot be replayed. */
+#define REQ_FORMAT 2
+
+enum req_kind { REQ_REFERENCE, REQ_WINDOW, REQ_RETIRE, REQ__COUNT };
 
 struct req {
 	TAILQ_ENTRY(req) link;
@@ -28,12 +32,21 @@ TAILQ_HEAD(req_list, req);
 
 int req_new_window(const struct store_window *w, struct req **out);
 int req_new_reference(const struct store_reference *r, struct req **out);
+int req_new_retire(const char *model, const char *slice, int64_t at_us,
+		   const char *reason, struct req **out);
 void req_free(struct req *r);
+
+/* Journal form of a request: its kind and parameters as bytes.
+ * req_encode: malloc'd buffer in *out (length *len), 0 or -ENOMEM.
+ * req_decode: 0, -EINVAL for bytes that are not a request, -ENOMEM. */
+int req_encode(const struct req *r, unsigned char **out, size_t *len);
+int req_decode(const unsigned char *buf, size_t len, struct req **out);
 
 /* The statement for r's kind.  A window's returns one row:
  * (inserted int8, reused bool), see store.c. */
 const char *req_sql(const struct req *r);
-/* "window m/s/42" or "reference set 7 (m/s)", for log lines. */
+/* "window m/s/42", "reference set 7 (m/s)" or "reference retirement
+ * (m/s)", for log lines. */
 void req_describe(const struct req *r, char *buf, size_t len);
 
 #endif

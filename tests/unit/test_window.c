@@ -83,7 +83,7 @@ static enum rec_err add_row(struct win_model *m, unsigned k, const char *region,
 		r.labels[0].value = region;
 		r.n_labels = 1;
 	}
-	return win_add(m, &r, ts, closed);
+	return win_add(m, &r, ts, ts, closed);
 }
 
 static void live(struct win_model *m, unsigned k, const char *region,
@@ -258,8 +258,8 @@ static void test_slice_key_escaping_separates_slices(void **state)
 	row(0, x);
 	r1.embedding = r2.embedding = x;
 	r1.dim = r2.dim = DIM;
-	assert_int_equal(win_add(m, &r1, 1, &closed), REC_OK);
-	assert_int_equal(win_add(m, &r2, 2, &closed), REC_OK);
+	assert_int_equal(win_add(m, &r1, 1, 1, &closed), REC_OK);
+	assert_int_equal(win_add(m, &r2, 2, 2, &closed), REC_OK);
 	assert_int_equal(win_slice_count(m), 3);
 	assert_null(closed);
 	win_model_free(m);
@@ -377,7 +377,8 @@ static void test_every_record_in_whole_and_own_slice(void **state)
 	win_model_free(m);
 }
 
-/* Window ids continue after what the store already holds, per slice. */
+/* Window ids: each slice counts up from the model's highest id when it
+ * appears, so none is ever reused; win_resume only raises that floor. */
 static void test_window_ids_resume(void **state)
 {
 	struct win_params p = params_by_region(2, 2);
@@ -388,40 +389,41 @@ static void test_window_ids_resume(void **state)
 			      w67[] = { 6, 7 }, w89[] = { 8, 9 };
 
 	(void)state;
-	win_resume(m, WIN_WHOLE_MODEL, 41);
-	win_resume(m, "region=eu", 100);
-	assert_int_equal(win_slice_count(m), 2);
+	win_resume(m, 100);
 	/* A smaller id from a stale source must not move ids backwards. */
-	win_resume(m, "region=eu", 5);
-	assert_int_equal(win_slice_count(m), 2);
+	win_resume(m, 5);
+	assert_true(win_max_window_id(m) == 100);
+	assert_int_equal(win_slice_count(m), 1);
 
 	for (unsigned k = 0; k < 6; k++)
 		live(m, k, "eu", &closed);
 	for (unsigned k = 6; k < 10; k++)
 		live(m, k, "us", &closed);
 	assert_int_equal(list_len(closed), 7);
-	c = take(&closed, WIN_WHOLE_MODEL, 42);
+	c = take(&closed, WIN_WHOLE_MODEL, 101);
 	check_window(c, w23, 2, ref, 2, true);
 	win_closed_free(c);
-	c = take(&closed, WIN_WHOLE_MODEL, 43);
+	c = take(&closed, WIN_WHOLE_MODEL, 102);
 	check_window(c, w45, 2, ref, 2, false);
 	win_closed_free(c);
-	c = take(&closed, WIN_WHOLE_MODEL, 44);
+	c = take(&closed, WIN_WHOLE_MODEL, 103);
 	check_window(c, w67, 2, ref, 2, false);
 	win_closed_free(c);
-	c = take(&closed, WIN_WHOLE_MODEL, 45);
+	c = take(&closed, WIN_WHOLE_MODEL, 104);
 	check_window(c, w89, 2, ref, 2, false);
 	win_closed_free(c);
+	/* eu appeared when the floor was 100. */
 	c = take(&closed, "region=eu", 101);
 	check_window(c, w23, 2, ref, 2, true);
 	win_closed_free(c);
 	c = take(&closed, "region=eu", 102);
 	check_window(c, w45, 2, ref, 2, false);
 	win_closed_free(c);
-	/* Never resumed: starts at 1. */
-	c = take(&closed, "region=us", 1);
+	/* us appeared after "*" had handed out 102 and eu 102. */
+	c = take(&closed, "region=us", 103);
 	check_window(c, w89, 2, us_ref, 2, true);
 	win_closed_free(c);
+	assert_true(win_max_window_id(m) == 104);
 	win_model_free(m);
 }
 
@@ -642,7 +644,8 @@ static void test_reference_to_open_slice_after_whole_froze(void **state)
 	c = take(&closed, WIN_WHOLE_MODEL, 2);
 	check_window(c, whole_w2, 2, whole_ref, 2, false);
 	win_closed_free(c);
-	c = take(&closed, "region=eu", 1);
+	/* eu appeared after window 1 was handed out: its ids start above. */
+	c = take(&closed, "region=eu", 2);
 	check_window(c, eu_w, 2, eu_ref, 2, true);
 	win_closed_free(c);
 	assert_null(closed);
@@ -671,22 +674,24 @@ static void test_reference_to_new_slice_after_whole_froze(void **state)
 	reference(m, 101, "eu", &closed);
 	live(m, 5, "eu", &closed);
 	live(m, 6, "eu", &closed);
-	c = take(&closed, "region=eu", 1);
+	c = take(&closed, "region=eu", 2);
 	check_window(c, eu_w, 2, eu_ref, 2, true);
 	win_closed_free(c);
 	free_list(closed);
 	win_model_free(m);
 }
 
-/* window_min 3, time-only windows:
+/* A tick closes every open window; one below window_min is recorded as
+ * WIN_SHORT_WINDOW (no reference used, none frozen), not kept open.
+ * window_min 3, time-only windows:
  *   "*":  ref {0,1}, window {2..8} (7 rows)
  *   eu:   ref {0,1}, window {4,5,6}
- *   us:   ref {2,3}, window {7,8} -> too small, stays open */
-static void test_close_due_respects_window_min(void **state)
+ *   us:   ref {2,3}, window {7,8}: short */
+static void test_close_due_short_windows(void **state)
 {
-	static const unsigned ref01[] = { 0, 1 }, ref23[] = { 2, 3 };
+	static const unsigned ref01[] = { 0, 1 };
 	static const unsigned whole_w[] = { 2, 3, 4, 5, 6, 7, 8 };
-	static const unsigned eu_w[] = { 4, 5, 6 }, us_w[] = { 7, 8, 9 };
+	static const unsigned eu_w[] = { 4, 5, 6 };
 	struct win_params p = params_by_region(2, 0);
 	struct win_model *m;
 	struct win_closed *closed = NULL, *c;
@@ -700,26 +705,36 @@ static void test_close_due_respects_window_min(void **state)
 	for (unsigned k = 0; k < 9; k++)
 		live(m, k, region_of[k], &closed);
 	assert_null(closed);
-	assert_int_equal(win_close_due(m, &closed), 2);
-	assert_int_equal(list_len(closed), 2);
+	assert_int_equal(win_close_due(m, &closed), 3);
 	c = take(&closed, WIN_WHOLE_MODEL, 1);
 	check_window(c, whole_w, 7, ref01, 2, true);
+	assert_int_equal(c->status, WIN_TESTED);
 	win_closed_free(c);
 	c = take(&closed, "region=eu", 1);
 	check_window(c, eu_w, 3, ref01, 2, true);
 	win_closed_free(c);
-	/* us kept its two rows: memory = 3 references + us window. */
-	assert_int_equal(win_memory(m), (3 * 2 + 2) * ROW_BYTES);
-
-	live(m, 9, "us", &closed);
-	assert_null(closed);
-	assert_int_equal(win_close_due(m, &closed), 1);
+	/* us had two rows (7, 8): recorded short, its reference not frozen. */
 	c = take(&closed, "region=us", 1);
-	check_window(c, us_w, 3, ref23, 2, true);
+	assert_int_equal(c->status, WIN_SHORT_WINDOW);
+	assert_int_equal(c->n, 2);
+	assert_int_equal(c->short_of, 2);
+	assert_null(c->ref);
+	assert_false(c->ref_new);
 	win_closed_free(c);
-	/* "*" holds only row 9 now. */
-	assert_int_equal(win_close_due(m, &closed), 0);
 	assert_null(closed);
+	/* Only the three references are left. */
+	assert_int_equal(win_memory(m), 3 * 2 * ROW_BYTES);
+
+	/* Nothing open: a tick closes nothing. */
+	assert_int_equal(win_close_due(m, &closed), 0);
+	live(m, 9, "us", &closed);
+	assert_int_equal(win_close_due(m, &closed), 2);
+	c = take(&closed, "region=us", 2);
+	assert_int_equal(c->status, WIN_SHORT_WINDOW);
+	win_closed_free(c);
+	c = take(&closed, WIN_WHOLE_MODEL, 2);
+	assert_int_equal(c->status, WIN_SHORT_WINDOW);
+	win_closed_free(c);
 	win_model_free(m);
 }
 
@@ -818,7 +833,7 @@ static void test_window_data_exact_and_bounds(void **state)
 			.dim = DIM,
 		};
 
-		assert_int_equal(win_add(m, &r, ts[i], &closed), REC_OK);
+		assert_int_equal(win_add(m, &r, ts[i], ts[i], &closed), REC_OK);
 	}
 	assert_int_equal(list_len(closed), 1);
 	assert_int_equal(closed->n, 4);
@@ -907,7 +922,7 @@ int main(void)
 		cmocka_unit_test(test_reference_freezes_on_time_close),
 		cmocka_unit_test(test_reference_to_open_slice_after_whole_froze),
 		cmocka_unit_test(test_reference_to_new_slice_after_whole_froze),
-		cmocka_unit_test(test_close_due_respects_window_min),
+		cmocka_unit_test(test_close_due_short_windows),
 		cmocka_unit_test(test_window_max_caps_time_window),
 		cmocka_unit_test(test_max_slices),
 		cmocka_unit_test(test_window_data_exact_and_bounds),
