@@ -252,15 +252,15 @@ static struct win_slice *slice_add(struct win_model *m, const char *key)
 	s->last_window_id = m->max_window_id;
 	rng_init(&s->rng, m->p.seed, s->hash);
 	grown = realloc(m->slices, (m->n_slices + 1) * sizeof(*grown));
+	/* Adopted at once: table_rebuild reads the slices through m->slices. */
+	if (grown)
+		m->slices = grown;
 	if (!s->key || !s->ref_build || !grown ||
 	    ((m->n_slices + 1) * 2 > m->table_size &&
 	     table_rebuild(m, m->table_size * 2) < 0)) {
-		if (grown)
-			m->slices = grown;
 		slice_free(s);
 		return NULL;
 	}
-	m->slices = grown;
 	m->slices[m->n_slices++] = s;
 	*table_slot(m->table, m->table_size, s->key, s->hash) = s;
 	return s;
