@@ -277,6 +277,7 @@ int jnl_open(const char *dir, uint64_t max_bytes, uint32_t format,
 	if (!j)
 		return -ENOMEM;
 	j->lockfd = j->wfd = -1;
+	j->next_no = 1;
 	j->max_bytes = max_bytes;
 	j->format = format;
 	j->seg_bytes = max_bytes / 8;
@@ -428,6 +429,7 @@ void jnl_consume(struct jnl *j)
 	j->roff += j->peeked;
 	j->peeked = 0;
 	j->rdone++;
+	j->records--;
 	if (j->rdone == j->segs[0].records)
 		drop_first(j);
 }
