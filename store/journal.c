@@ -194,7 +194,8 @@ static int list_segs(struct jnl *j, uint64_t **out, size_t *n)
 		nos[cnt++] = no;
 	}
 	closedir(d);
-	qsort(nos, cnt, sizeof(*nos), cmp_no);
+	if (cnt > 1)
+		qsort(nos, cnt, sizeof(*nos), cmp_no);
 	*out = nos;
 	*n = cnt;
 	return 0;
