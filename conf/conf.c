@@ -133,6 +133,14 @@ static const struct key_def keys[] = {
     { .sect = SK_DAEMON, .name = "shutdown_timeout", .type = KT_DURATION,
       .off = C_(shutdown_timeout_us, uint64_t), .def = "30s", .min = 0, .max = HOUR, .reload = true,
       .doc = "on SIGTERM, how long to drain windows and the store before exiting" },
+    { .sect = SK_DAEMON, .name = "job_timeout", .type = KT_DURATION,
+      .off = C_(job_timeout_us, uint64_t), .def = "10m", .min = 0, .max = DAY, .reload = true,
+      .doc = "a detector job running longer counts as a wedged worker and stops the "
+             "systemd watchdog pings; 0 = never" },
+    { .sect = SK_DAEMON, .name = "status_interval", .type = KT_DURATION,
+      .off = C_(status_interval_us, uint64_t), .def = "10s", .min = 100 * MS, .max = HOUR,
+      .reload = true,
+      .doc = "how often the one-line status shown by systemctl status is refreshed" },
 
     /* [listen] */
     { .sect = SK_LISTEN, .name = "ingest", .type = KT_LIST, .off = C_(ingest, char **),
@@ -155,6 +163,10 @@ static const struct key_def keys[] = {
     { .sect = SK_LISTEN, .name = "idle_timeout", .type = KT_DURATION,
       .off = C_(idle_timeout_us, uint64_t), .def = "5m", .min = SEC, .max = DAY, .reload = true,
       .doc = "a client connection silent for this long is closed" },
+    { .sect = SK_LISTEN, .name = "metrics_max_slices", .type = KT_UINT,
+      .off = C_(metrics_max_slices, unsigned), .def = "100", .min = 0, .max = 1000000,
+      .reload = true,
+      .doc = "per model, slices given their own series on /metrics; the rest are counted" },
 
     /* [store] */
     { .sect = SK_STORE, .name = "dsn", .type = KT_STRING, .off = C_(dsn, char *),
@@ -177,6 +189,12 @@ static const struct key_def keys[] = {
     { .sect = SK_STORE, .name = "projection_dim", .type = KT_UINT,
       .off = C_(projection_dim, unsigned), .def = "64", .min = 2, .max = 4096, .reload = true,
       .doc = "dimensions of the seeded random projection saved by persist_reference = projected" },
+    { .sect = SK_STORE, .name = "read_timeout", .type = KT_DURATION,
+      .off = C_(read_timeout_us, uint64_t), .def = "5s", .min = 100 * MS, .max = 10 * MINUTE,
+      .doc = "a JSON API query not answered within this time fails with 503" },
+    { .sect = SK_STORE, .name = "read_max_rows", .type = KT_UINT, .off = C_(read_max_rows, unsigned),
+      .def = "10000", .min = 1, .max = 1000000,
+      .doc = "rows one JSON API query returns at most; larger limits are lowered to it" },
 
     /* [model.NAME] */
     { .sect = SK_MODEL, .name = "dim", .type = KT_UINT, .off = M_(dim, unsigned),

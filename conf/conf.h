@@ -88,6 +88,8 @@ struct conf {
     unsigned workers;              /* 0 = one per CPU */
     enum conf_log_level log_level;
     uint64_t shutdown_timeout_us;
+    uint64_t job_timeout_us;       /* 0 = jobs never count as wedged */
+    uint64_t status_interval_us;   /* sd_notify STATUS= refresh */
     /* [listen]: addresses are tcp://HOST:PORT (HOST may be [v6]) or unix:/path */
     char **ingest;                 /* >= 1 address */
     size_t n_ingest;
@@ -97,6 +99,7 @@ struct conf {
     unsigned max_line;             /* bytes, 1 KiB..64 MiB */
     unsigned max_connections;
     uint64_t idle_timeout_us;
+    unsigned metrics_max_slices;   /* per model, slices with their own /metrics series */
     /* [store] */
     char *dsn;                     /* libpq connection string, never NULL */
     enum conf_persist persist_reference;
@@ -104,6 +107,8 @@ struct conf {
     unsigned max_pending;          /* closed windows queued in memory for the database */
     unsigned journal_max;          /* bytes of the spill journal in state_dir */
     unsigned projection_dim;       /* persist_reference = projected: kept dimensions */
+    uint64_t read_timeout_us;      /* JSON API reads, queue wait included */
+    unsigned read_max_rows;        /* rows one JSON API read returns at most */
     struct conf_model *models;     /* >= 1, in file order */
     size_t n_models;
     struct conf_webhook *webhooks; /* in file order */

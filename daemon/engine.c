@@ -16,6 +16,7 @@
 #include "correct.h"
 #include "idlease.h"
 #include "labels.h"
+#include "latest.h"
 #include "log.h"
 #include "mmd.h"
 #include "rng.h"
@@ -54,6 +55,7 @@ struct eng_model {
 	struct eval *evals_first, *evals_last;
 	bool removed;			/* freed when evals_in_flight hits 0 */
 	uint64_t records, windows;
+	struct lat *latest;		/* for /metrics */
 	uint64_t slices_refused, slices_expired, windows_insufficient, alarms,
 		 resets, references_restored;
 	uint64_t labels_joined, labels_unmatched, labels_expired,
@@ -420,6 +422,7 @@ static void put_reference(struct eng *e, const struct eval *ev,
 static void log_window(const char *model, const struct win_closed *c,
 		       const struct store_test *t, size_t n, bool alarm)
 {
+	struct log_ctx ctx;
 	char line[512];
 	size_t pos = 0, i;
 	bool drifted = false;
@@ -434,11 +437,18 @@ static void log_window(const char *model, const struct win_closed *c,
 	}
 	if (drifted)
 		st.windows_drifted++;
-	log_msg(drifted ? LOG_LVL_NOTICE : LOG_LVL_INFO,
-		"model %s slice %s window %lld n=%u%s: %s%s%s", model, c->slice,
-		(long long)c->window_id, c->n,
-		c->ref_fallback ? " (whole-model reference)" : "",
-		drifted ? "DRIFT" : "no drift", alarm ? ", ALARM" : "", line);
+	ctx = (struct log_ctx){
+		.model = model,
+		.slice = c->slice,
+		.window_id = c->window_id,
+		.event = drifted ? "drift" : "window",
+		.message_id = drifted ? LOG_MID_DRIFT : LOG_MID_WINDOW,
+	};
+	log_event(drifted ? LOG_LVL_NOTICE : LOG_LVL_INFO, &ctx,
+		  "model %s slice %s window %lld n=%u%s: %s%s%s", model, c->slice,
+		  (long long)c->window_id, c->n,
+		  c->ref_fallback ? " (whole-model reference)" : "",
+		  drifted ? "DRIFT" : "no drift", alarm ? ", ALARM" : "", line);
 }
 
 /* The K-of-M rule: the window's decision joins the slice's history. */
@@ -598,6 +608,9 @@ static void write_window(struct eng *e, struct eval *ev, struct eng_job *j,
 		return;
 	}
 	st.windows_written++;
+	if (lat_put(ev->model->latest, &w) < 0)
+		log_err("model %s slice %s: out of memory for /metrics", m->name,
+			c->slice);
 }
 
 static void model_release(struct eng_model *m);
@@ -656,6 +669,7 @@ static void job_done(struct wq_job *w)
 	struct eng_job *j = (struct eng_job *)w;
 
 	st.detector_us_total += j->run_us;
+	prom_observe_us(&st.detector_seconds, j->run_us);
 	if (--j->eval->pending == 0)
 		finish_ready(j->eval->model);
 }
@@ -858,7 +872,8 @@ static struct eng_model *model_new(struct eng *e, const struct conf_model *cfg)
 	m->name = strdup(cfg->name);
 	m->win = win_model_new(&wp);
 	m->labels = lbl_new(cfg->scores_width);
-	if (!m->name || !m->win || !m->labels ||
+	m->latest = lat_new();
+	if (!m->name || !m->win || !m->labels || !m->latest ||
 	    arm_tick(m, cfg->window_interval_us) < 0)
 		goto fail;
 	if (e->ids)
@@ -881,6 +896,7 @@ static void model_release(struct eng_model *m)
 		event_free(m->tick);
 	win_model_free(m->win);
 	lbl_free(m->labels);
+	lat_free(m->latest);
 	free(m->name);
 	free(m);
 }
@@ -1340,6 +1356,8 @@ void eng_foreach_model(const struct eng *e,
 		const struct eng_model *m = e->models[i];
 		struct eng_model_info mi = {
 			.name = m->name,
+			.cfg = m->cfg,
+			.latest = m->latest,
 			.dim = m->cfg->dim,
 			.slices = win_slice_count(m->win),
 			.sample_bytes = win_memory(m->win),

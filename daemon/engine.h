@@ -15,8 +15,10 @@
 #include "record.h"
 
 struct conf;
+struct conf_model;
 struct event_base;
 struct ids;
+struct lat;
 struct store;
 struct store_reference;
 struct wq;
@@ -67,6 +69,8 @@ size_t eng_in_flight(const struct eng *e);
 
 struct eng_model_info {
 	const char *name;
+	const struct conf_model *cfg;
+	const struct lat *latest;	/* latest result per slice */
 	unsigned dim;
 	size_t slices;
 	size_t sample_bytes;

@@ -1,291 +1,581 @@
-/* Health and metrics on the side port. */
+/* The side port: route table, health, readiness, /metrics, the status page. */
 #include "http.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.h"
+#include "conf.h"
+#include "config.h"
 #include "engine.h"
+#include "latest.h"
+#include "prom.h"
+#include "reader.h"
+#include "reqparse.h"
 #include "stats.h"
 #include "store.h"
 #include "workers.h"
+#include "www.h"
 
 #define HTTP_MAX_HEADERS 16384
 #define HTTP_MAX_BODY (1 << 20)
 #define HTTP_TIMEOUT_S 30
+#define HTTP_PATH_MAX 1024
 
 struct http_srv {
 	struct evhttp *http;
 	struct http_ctx ctx;
+	struct api *api;
 };
 
-static void metric(struct evbuffer *b, const char *name, const char *type,
-		   const char *help, uint64_t value)
+/* ---- replies ---- */
+
+void http_reply(struct evhttp_request *req, int code, const char *ctype,
+		struct evbuffer *body)
 {
-	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n",
-			    name, help, name, type, name, value);
+	if (ctype)
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+				  "Content-Type", ctype);
+	if (code >= 100 && code < 600)
+		st.http_responses[code / 100]++;
+	evhttp_send_reply(req, code, NULL, body);
 }
 
-static void header(struct evbuffer *b, const char *name, const char *type,
-		   const char *help)
+static void reply_text(struct evhttp_request *req, int code, const char *fmt,
+		       ...) __attribute__((format(printf, 3, 4)));
+static void reply_text(struct evhttp_request *req, int code, const char *fmt,
+		       ...)
 {
-	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help,
-			    name, type);
+	struct evbuffer *b = evbuffer_new();
+	va_list ap;
+
+	if (b) {
+		va_start(ap, fmt);
+		evbuffer_add_vprintf(b, fmt, ap);
+		va_end(ap);
+	}
+	http_reply(req, code, "text/plain; charset=utf-8", b);
+	if (b)
+		evbuffer_free(b);
 }
 
-static void model_metrics(void *arg, const struct eng_model_info *mi)
+/* JSON string escaping for a message that may quote client input. */
+static void add_json_string(struct evbuffer *b, const char *s)
 {
-	struct evbuffer *b = arg;
+	evbuffer_add(b, "\"", 1);
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
 
-	evbuffer_add_printf(b,
-			    "driftd_model_slices{model=\"%s\"} %zu\n"
-			    "driftd_model_sample_bytes{model=\"%s\"} %zu\n"
-			    "driftd_model_records_total{model=\"%s\"} %" PRIu64 "\n"
-			    "driftd_model_windows_total{model=\"%s\"} %" PRIu64 "\n",
-			    mi->name, mi->slices, mi->name, mi->sample_bytes,
-			    mi->name, mi->records, mi->name, mi->windows);
+		if (ch == '"' || ch == '\\')
+			evbuffer_add_printf(b, "\\%c", ch);
+		else if (ch < 0x20)
+			evbuffer_add_printf(b, "\\u%04x", ch);
+		else
+			evbuffer_add(b, s, 1);
+	}
+	evbuffer_add(b, "\"", 1);
 }
 
-/* One labelled sample per model of the slice, reference and label
- * counters (their HELP/TYPE lines come first, in slice_metric_headers). */
-static void slice_metrics(void *arg, const struct eng_model_info *mi)
+void http_error_json(struct evhttp_request *req, int code, const char *fmt, ...)
 {
-	struct evbuffer *b = arg;
-	const char *m = mi->name;
+	struct evbuffer *b = evbuffer_new();
+	char msg[512];
+	va_list ap;
 
-	evbuffer_add_printf(b,
-		"driftd_model_slices_refused_total{model=\"%s\"} %" PRIu64 "\n"
-		"driftd_model_slices_expired_total{model=\"%s\"} %" PRIu64 "\n"
-		"driftd_model_windows_insufficient_total{model=\"%s\"} %" PRIu64 "\n"
-		"driftd_model_alarms_total{model=\"%s\"} %" PRIu64 "\n"
-		"driftd_model_reference_resets_total{model=\"%s\"} %" PRIu64 "\n"
-		"driftd_model_references_restored_total{model=\"%s\"} %" PRIu64 "\n"
-		"driftd_model_labels_pending{model=\"%s\"} %zu\n",
-		m, mi->slices_refused, m, mi->slices_expired, m,
-		mi->windows_insufficient, m, mi->alarms, m, mi->resets, m,
-		mi->references_restored, m, mi->labels_pending);
-	evbuffer_add_printf(b,
-		"driftd_model_labels_total{model=\"%s\",outcome=\"joined\"} %" PRIu64 "\n"
-		"driftd_model_labels_total{model=\"%s\",outcome=\"unmatched\"} %" PRIu64 "\n"
-		"driftd_model_labels_total{model=\"%s\",outcome=\"expired\"} %" PRIu64 "\n"
-		"driftd_model_labels_total{model=\"%s\",outcome=\"evicted\"} %" PRIu64 "\n",
-		m, mi->labels_joined, m, mi->labels_unmatched, m,
-		mi->labels_expired, m, mi->labels_evicted);
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (b) {
+		evbuffer_add_printf(b, "{\"error\":");
+		add_json_string(b, msg);
+		evbuffer_add_printf(b, "}\n");
+	}
+	http_reply(req, code, "application/json", b);
+	if (b)
+		evbuffer_free(b);
 }
 
-static void slice_metric_headers(struct evbuffer *b)
+/* ---- /metrics ---- */
+
+struct model_list {
+	struct eng_model_info *m;	/* NULL: counting */
+	size_t n;
+};
+
+static void collect_model(void *arg, const struct eng_model_info *mi)
 {
-	header(b, "driftd_model_slices_refused_total", "counter",
-	       "Records refused because the model tracks max_slices slices.");
-	header(b, "driftd_model_slices_expired_total", "counter",
-	       "Slices dropped after slice.idle_timeout without records.");
-	header(b, "driftd_model_windows_insufficient_total", "counter",
-	       "Windows recorded as insufficient_data instead of tested.");
-	header(b, "driftd_model_alarms_total", "counter",
-	       "Windows whose slice met the alarm.k of alarm.m rule.");
-	header(b, "driftd_model_reference_resets_total", "counter",
-	       "Reference resets (POST /v1/models/M/reference/reset).");
-	header(b, "driftd_model_references_restored_total", "counter",
-	       "Reference sets restored from PostgreSQL at start.");
-	header(b, "driftd_model_labels_pending", "gauge",
-	       "Scored records waiting for a label sent later.");
-	header(b, "driftd_model_labels_total", "counter",
-	       "Labels sent on their own, by outcome; expired and evicted "
-	       "count records whose label never came.");
+	struct model_list *l = arg;
+
+	if (l->m)
+		l->m[l->n] = *mi;
+	l->n++;
 }
 
-/* The spill journal (docs/sql.md, "When PostgreSQL is away"). */
-static void journal_metrics(const struct http_srv *h, struct evbuffer *b)
+/* The slices of one model that get their own series: "*" first, then the
+ * drifted ones, then the rest, each in key order, up to CAP. */
+static size_t select_slices(const struct lat *l, size_t cap, size_t *idx)
+{
+	size_t n = 0, total = lat_count(l), i;
+	int pass;
+
+	for (pass = 0; pass < 3; pass++)
+		for (i = 0; i < total && n < cap; i++) {
+			const struct lat_slice *s = lat_get(l, i);
+			bool star = !strcmp(s->key, "*");
+			int want = star ? 0 : s->drifted ? 1 : 2;
+
+			if (want == pass)
+				idx[n++] = i;
+		}
+	return n;
+}
+
+enum slice_metric { SM_DRIFTED, SM_WINDOW_END, SM_WINDOW_ID };
+enum test_metric { TM_STAT, TM_P, TM_THRESHOLD, TM_DRIFTED };
+
+struct sel {
+	const struct eng_model_info *mi;
+	size_t *idx, n;
+};
+
+static void slice_family(struct evbuffer *b, const struct sel *sel, size_t ns,
+			 enum slice_metric what)
+{
+	static const struct { const char *name, *type, *help; } f[] = {
+		[SM_DRIFTED] = { "driftd_slice_drifted", "gauge",
+				 "1 when any test of the slice's latest window drifted." },
+		[SM_WINDOW_END] = { "driftd_slice_window_end_seconds", "gauge",
+				    "End of the slice's latest evaluated window, unix seconds." },
+		[SM_WINDOW_ID] = { "driftd_slice_window_id", "gauge",
+				   "window_id of the slice's latest evaluated window." },
+	};
+
+	prom_family(b, f[what].name, f[what].type, f[what].help);
+	for (size_t m = 0; m < ns; m++)
+		for (size_t i = 0; i < sel[m].n; i++) {
+			const struct lat_slice *s = lat_get(sel[m].mi->latest, sel[m].idx[i]);
+			double v = what == SM_DRIFTED ? (double)s->drifted :
+				   what == SM_WINDOW_END ? (double)s->end_us / 1e6 :
+							   (double)s->window_id;
+
+			prom_sample(b, f[what].name, v, "model", sel[m].mi->name,
+				    "slice", s->key, NULL);
+		}
+}
+
+static void test_family(struct evbuffer *b, const struct sel *sel, size_t ns,
+			enum test_metric what)
+{
+	static const struct { const char *name, *help; } f[] = {
+		[TM_STAT] = { "driftd_test_statistic",
+			      "Statistic of each test on the slice's latest window." },
+		[TM_P] = { "driftd_test_p_value",
+			   "p-value of each test on the slice's latest window (tests with one)." },
+		[TM_THRESHOLD] = { "driftd_test_threshold",
+				   "Cut-off the decision used: on the p-value when the test has one, else on the statistic." },
+		[TM_DRIFTED] = { "driftd_test_drifted",
+				 "1 when the test drifted on the slice's latest window, after correction." },
+	};
+
+	prom_family(b, f[what].name, "gauge", f[what].help);
+	for (size_t m = 0; m < ns; m++)
+		for (size_t i = 0; i < sel[m].n; i++) {
+			const struct lat_slice *s = lat_get(sel[m].mi->latest, sel[m].idx[i]);
+
+			for (size_t t = 0; t < s->n_tests; t++) {
+				const struct lat_test *lt = &s->tests[t];
+				double v = what == TM_STAT ? lt->statistic :
+					   what == TM_P ? lt->p_value :
+					   what == TM_THRESHOLD ? lt->threshold :
+								  (double)lt->drifted;
+
+				if (isnan(v) && what != TM_STAT)
+					continue;
+				prom_sample(b, f[what].name, v, "model", sel[m].mi->name,
+					    "slice", s->key, "test", lt->name, NULL);
+			}
+		}
+}
+
+/* Labels sent on their own, by what became of them; expired and evicted
+ * count scored records whose label never came. */
+static void label_family(struct evbuffer *b, const struct model_list *ml)
+{
+	static const char *const outcomes[] = { "joined", "unmatched", "expired",
+						"evicted" };
+
+	prom_family(b, "driftd_model_labels_total", "counter",
+		    "Labels joined or not, and records whose label never came.");
+	for (size_t i = 0; i < ml->n; i++) {
+		const struct eng_model_info *mi = &ml->m[i];
+		uint64_t v[] = { mi->labels_joined, mi->labels_unmatched,
+				 mi->labels_expired, mi->labels_evicted };
+
+		for (size_t k = 0; k < 4; k++)
+			prom_sample(b, "driftd_model_labels_total", (double)v[k],
+				    "model", mi->name, "outcome", outcomes[k], NULL);
+	}
+}
+
+static void model_families(struct evbuffer *b, const struct model_list *ml)
+{
+	static const struct { const char *name, *type, *help; } f[] = {
+		{ "driftd_model_slices", "gauge", "Slices tracked per model." },
+		{ "driftd_model_sample_bytes", "gauge",
+		  "Bytes of reference and window samples per model." },
+		{ "driftd_model_records_total", "counter", "Records accepted per model." },
+		{ "driftd_model_windows_total", "counter", "Windows closed per model." },
+		{ "driftd_model_slices_drifted", "gauge",
+		  "Slices whose latest window drifted, all slices counted." },
+		{ "driftd_model_slices_refused_total", "counter",
+		  "Records refused because the model tracks max_slices slices." },
+		{ "driftd_model_slices_expired_total", "counter",
+		  "Slices dropped after slice.idle_timeout without records." },
+		{ "driftd_model_windows_insufficient_total", "counter",
+		  "Windows recorded as insufficient_data instead of tested." },
+		{ "driftd_model_alarms_total", "counter",
+		  "Windows whose slice met the alarm.k of alarm.m rule." },
+		{ "driftd_model_reference_resets_total", "counter",
+		  "Reference resets (POST /v1/models/M/reference/reset)." },
+		{ "driftd_model_references_restored_total", "counter",
+		  "Reference sets restored from PostgreSQL at start." },
+		{ "driftd_model_labels_pending", "gauge",
+		  "Scored records waiting for a label sent later." },
+	};
+
+	for (size_t k = 0; k < sizeof(f) / sizeof(f[0]); k++) {
+		prom_family(b, f[k].name, f[k].type, f[k].help);
+		for (size_t i = 0; i < ml->n; i++) {
+			const struct eng_model_info *mi = &ml->m[i];
+			double v[] = { (double)mi->slices, (double)mi->sample_bytes,
+				       (double)mi->records, (double)mi->windows,
+				       (double)lat_drifted(mi->latest),
+				       (double)mi->slices_refused,
+				       (double)mi->slices_expired,
+				       (double)mi->windows_insufficient,
+				       (double)mi->alarms, (double)mi->resets,
+				       (double)mi->references_restored,
+				       (double)mi->labels_pending };
+
+			prom_sample(b, f[k].name, v[k], "model", mi->name, NULL);
+		}
+	}
+	label_family(b, ml);
+}
+
+/* Per-slice series, capped per model by [listen] metrics_max_slices. */
+static void slice_families(const struct http_srv *h, struct evbuffer *b,
+			   const struct model_list *ml)
+{
+	size_t cap = (*h->ctx.conf)->metrics_max_slices, i;
+	struct sel *sel = calloc(ml->n ? ml->n : 1, sizeof(*sel));
+	bool oom = !sel;
+
+	for (i = 0; sel && i < ml->n; i++) {
+		size_t total = lat_count(ml->m[i].latest);
+
+		sel[i].mi = &ml->m[i];
+		sel[i].idx = calloc(total < cap ? total + 1 : cap + 1, sizeof(size_t));
+		oom |= !sel[i].idx;
+		if (sel[i].idx)
+			sel[i].n = select_slices(ml->m[i].latest, cap, sel[i].idx);
+	}
+	prom_family(b, "driftd_metrics_slices_omitted", "gauge",
+		    "Slices left out of the per-slice series by metrics_max_slices.");
+	for (i = 0; i < ml->n; i++)
+		prom_sample(b, "driftd_metrics_slices_omitted",
+			    (double)(lat_count(ml->m[i].latest) - (sel ? sel[i].n : 0)),
+			    "model", ml->m[i].name, NULL);
+	if (!oom) {
+		slice_family(b, sel, ml->n, SM_DRIFTED);
+		slice_family(b, sel, ml->n, SM_WINDOW_END);
+		slice_family(b, sel, ml->n, SM_WINDOW_ID);
+		for (int t = TM_STAT; t <= TM_DRIFTED; t++)
+			test_family(b, sel, ml->n, (enum test_metric)t);
+	}
+	for (i = 0; sel && i < ml->n; i++)
+		free(sel[i].idx);
+	free(sel);
+}
+
+/* The spill journal (docs/slices.md, "When PostgreSQL is away"). */
+static void journal_families(const struct http_srv *h, struct evbuffer *b)
 {
 	struct store_journal_stats js;
 
 	store_journal_stats(h->ctx.store, &js);
-	metric(b, "driftd_store_journal_bytes", "gauge",
-	       "Bytes of the spill journal in state_dir.", js.bytes);
-	metric(b, "driftd_store_journal_max_bytes", "gauge",
-	       "Configured size of the spill journal (store.journal_max).",
-	       js.max_bytes);
-	metric(b, "driftd_store_journal_records", "gauge",
-	       "Database writes waiting in the spill journal.", js.records);
-	metric(b, "driftd_store_journal_full", "gauge",
-	       "1 when the journal is full: new windows are refused.",
-	       js.full);
-	metric(b, "driftd_store_journal_appended_total", "counter",
-	       "Database writes put in the spill journal.", js.appended);
-	metric(b, "driftd_store_journal_replayed_total", "counter",
-	       "Journaled writes committed after the database came back.",
-	       js.replayed);
-	metric(b, "driftd_store_journal_discarded_total", "counter",
-	       "Damaged journal records cut off at start.", js.discarded);
-	metric(b, "driftd_store_accepting", "gauge",
-	       "1 when new windows can be kept (database or journal).",
-	       store_accepting(h->ctx.store));
+	prom_gauge(b, "driftd_store_journal_bytes",
+		   "Bytes of the spill journal in state_dir.", (double)js.bytes);
+	prom_gauge(b, "driftd_store_journal_max_bytes",
+		   "Size the spill journal may reach ([store] journal_max).",
+		   (double)js.max_bytes);
+	prom_gauge(b, "driftd_store_journal_records",
+		   "Database writes waiting in the spill journal.", (double)js.records);
+	prom_gauge(b, "driftd_store_journal_full",
+		   "1 when the spill journal is full: new windows are refused.",
+		   js.full);
+	prom_counter(b, "driftd_store_journal_appended_total",
+		     "Database writes put in the spill journal.", js.appended);
+	prom_counter(b, "driftd_store_journal_replayed_total",
+		     "Journaled writes committed after the database came back.",
+		     js.replayed);
+	prom_counter(b, "driftd_store_journal_discarded_total",
+		     "Damaged journal segment tails cut off.", js.discarded);
+	prom_gauge(b, "driftd_store_accepting",
+		   "1 when new windows can be kept (database or journal).",
+		   store_accepting(h->ctx.store));
+}
+
+static void store_families(const struct http_srv *h, struct evbuffer *b)
+{
+	static const char *const names[] = {
+		[STORE_CONNECTING] = "connecting", [STORE_MIGRATING] = "migrating",
+		[STORE_READY] = "ready", [STORE_DOWN] = "down", [STORE_CLOSED] = "closed",
+	};
+	enum store_state now = store_get_state(h->ctx.store);
+
+	prom_gauge(b, "driftd_store_up", "1 when the database connection is ready.",
+		   now == STORE_READY);
+	prom_family(b, "driftd_store_state", "gauge",
+		    "1 for the database writer's current state.");
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		prom_sample(b, "driftd_store_state", i == now, "state", names[i], NULL);
+	prom_gauge(b, "driftd_store_pending", "Writes queued for the database.",
+		   (double)store_pending(h->ctx.store));
+	prom_counter(b, "driftd_store_written_total",
+		     "Windows committed to the database.", store_written(h->ctx.store));
+	prom_counter(b, "driftd_store_duplicates_total",
+		     "Windows found already written (replays).",
+		     store_duplicates(h->ctx.store));
+	prom_counter(b, "driftd_store_dropped_total",
+		     "Writes the database rejected for their content.",
+		     store_dropped(h->ctx.store));
+	prom_histogram(b, "driftd_store_write_duration_seconds",
+		       "One window write statement, sent to committed.",
+		       &st.store_write_seconds);
+	prom_histogram(b, "driftd_store_commit_delay_seconds",
+		       "One window, handed to the store to committed (queue wait included).",
+		       &st.store_commit_seconds);
+	prom_gauge(b, "driftd_store_read_up",
+		   "1 when the JSON API's database connection is ready.",
+		   rdr_up(h->ctx.rdr));
+	prom_gauge(b, "driftd_store_reads_queued",
+		   "JSON API queries waiting or running.", (double)rdr_queued(h->ctx.rdr));
+	prom_histogram(b, "driftd_store_read_duration_seconds",
+		       "One JSON API query, sent to answered.", &st.store_read_seconds);
+	journal_families(h, b);
 }
 
 static void write_metrics(const struct http_srv *h, struct evbuffer *b)
 {
+	static const char *const classes[] = { "1xx", "2xx", "3xx", "4xx", "5xx" };
+	struct model_list ml = { NULL, 0 };
+	const char *why;
 	int e;
 
-	metric(b, "driftd_records_accepted_total", "counter",
-	       "Records accepted into windows.", st.records_accepted);
-	header(b, "driftd_records_rejected_total", "counter",
-	       "Records refused, by reason.");
+	prom_family(b, "driftd_build_info", "gauge", "Always 1; the version as a label.");
+	prom_sample(b, "driftd_build_info", 1, "version", DRIFTD_VERSION, NULL);
+	prom_gauge(b, "driftd_ready", "1 when /readyz answers 200.",
+		   h->ctx.is_ready(h->ctx.arg, &why));
+	prom_counter(b, "driftd_records_accepted_total",
+		     "Records accepted into windows.", st.records_accepted);
+	prom_family(b, "driftd_records_rejected_total", "counter",
+		    "Records refused, by reason.");
 	for (e = 1; e < REC_ERR__COUNT; e++)
-		evbuffer_add_printf(b, "driftd_records_rejected_total{reason=\"%s\"} %" PRIu64 "\n",
-				    rec_err_name((enum rec_err)e),
-				    st.records_rejected[e]);
-	metric(b, "driftd_ingest_bytes_total", "counter",
-	       "Bytes read from ingest connections.", st.bytes_received);
-	metric(b, "driftd_connections_accepted_total", "counter",
-	       "Ingest connections accepted.", st.connections_accepted);
-	metric(b, "driftd_connections_refused_total", "counter",
-	       "Ingest connections refused over max_connections.",
-	       st.connections_refused);
-	metric(b, "driftd_connections_open", "gauge",
-	       "Ingest connections open.", st.connections_open);
-	metric(b, "driftd_windows_closed_total", "counter",
-	       "Windows closed and sent to the detectors.", st.windows_closed);
-	metric(b, "driftd_windows_written_total", "counter",
-	       "Window results handed to the database writer.",
-	       st.windows_written);
-	metric(b, "driftd_windows_drifted_total", "counter",
-	       "Windows with at least one drifted test.", st.windows_drifted);
-	metric(b, "driftd_windows_failed_total", "counter",
-	       "Windows whose detectors failed.", st.windows_failed);
-	metric(b, "driftd_windows_dropped_total", "counter",
-	       "Window results dropped: database unreachable and journal full.",
-	       st.windows_dropped);
-	metric(b, "driftd_windows_insufficient_total", "counter",
-	       "Windows recorded as insufficient_data instead of tested.",
-	       st.windows_insufficient);
-	header(b, "driftd_detector_seconds_total", "counter",
-	       "Time spent in detector jobs.");
-	evbuffer_add_printf(b, "driftd_detector_seconds_total %.6f\n",
-			    (double)st.detector_us_total / 1e6);
-	metric(b, "driftd_jobs_queued", "gauge",
-	       "Detector jobs waiting for a worker.", wq_depth(h->ctx.wq));
-	metric(b, "driftd_store_up", "gauge",
-	       "1 when the database connection is ready.",
-	       store_get_state(h->ctx.store) == STORE_READY);
-	metric(b, "driftd_store_pending", "gauge",
-	       "Results queued for the database.", store_pending(h->ctx.store));
-	metric(b, "driftd_store_written_total", "counter",
-	       "Windows committed to the database.",
-	       store_written(h->ctx.store));
-	metric(b, "driftd_store_duplicates_total", "counter",
-	       "Windows the database already held (replays).",
-	       store_duplicates(h->ctx.store));
-	journal_metrics(h, b);
-	metric(b, "driftd_reloads_total", "counter",
-	       "Configuration reloads applied.", st.reloads);
-	metric(b, "driftd_reload_failures_total", "counter",
-	       "Configuration reloads refused.", st.reload_failures);
-	header(b, "driftd_model_slices", "gauge", "Slices tracked per model.");
-	header(b, "driftd_model_sample_bytes", "gauge",
-	       "Bytes of reference and window samples per model.");
-	header(b, "driftd_model_records_total", "counter",
-	       "Records accepted per model.");
-	header(b, "driftd_model_windows_total", "counter",
-	       "Windows closed per model.");
-	eng_foreach_model(h->ctx.eng, model_metrics, b);
-	slice_metric_headers(b);
-	eng_foreach_model(h->ctx.eng, slice_metrics, b);
+		prom_sample(b, "driftd_records_rejected_total",
+			    (double)st.records_rejected[e], "reason",
+			    rec_err_name((enum rec_err)e), NULL);
+	prom_counter(b, "driftd_ingest_bytes_total",
+		     "Bytes read from ingest connections.", st.bytes_received);
+	prom_counter(b, "driftd_connections_accepted_total",
+		     "Ingest connections accepted.", st.connections_accepted);
+	prom_counter(b, "driftd_connections_refused_total",
+		     "Ingest connections refused over max_connections.",
+		     st.connections_refused);
+	prom_gauge(b, "driftd_connections_open", "Ingest connections open.",
+		   (double)st.connections_open);
+	prom_counter(b, "driftd_windows_closed_total",
+		     "Windows closed and sent to the detectors.", st.windows_closed);
+	prom_counter(b, "driftd_windows_written_total",
+		     "Window results handed to the database writer.",
+		     st.windows_written);
+	prom_counter(b, "driftd_windows_drifted_total",
+		     "Windows with at least one drifted test.", st.windows_drifted);
+	prom_counter(b, "driftd_windows_failed_total",
+		     "Windows whose detectors failed.", st.windows_failed);
+	prom_counter(b, "driftd_windows_dropped_total",
+		     "Window results dropped: database unreachable and journal full.",
+		     st.windows_dropped);
+	prom_counter(b, "driftd_windows_insufficient_total",
+		     "Windows recorded as insufficient_data instead of tested.",
+		     st.windows_insufficient);
+	prom_family(b, "driftd_detector_seconds_total", "counter",
+		    "Time spent in detector jobs.");
+	prom_sample(b, "driftd_detector_seconds_total",
+		    (double)st.detector_us_total / 1e6, NULL);
+	prom_histogram(b, "driftd_detector_duration_seconds",
+		       "Detectors on one window (one job on a worker thread).",
+		       &st.detector_seconds);
+	prom_gauge(b, "driftd_jobs_queued", "Detector jobs waiting for a worker.",
+		   (double)wq_depth(h->ctx.wq));
+	prom_gauge(b, "driftd_job_longest_run_seconds",
+		   "Run time so far of the longest job on a worker (job_timeout).",
+		   (double)wq_longest_run_us(h->ctx.wq) / 1e6);
+	prom_counter(b, "driftd_workers_wedged_total",
+		     "Times a job outran job_timeout (watchdog pings stop).",
+		     st.workers_wedged);
+	prom_gauge(b, "driftd_evaluations_in_flight",
+		   "Evaluations submitted to the workers and not yet stored.",
+		   (double)eng_in_flight(h->ctx.eng));
+	store_families(h, b);
+	prom_counter(b, "driftd_reloads_total", "Configuration reloads applied.",
+		     st.reloads);
+	prom_counter(b, "driftd_reload_failures_total",
+		     "Configuration reloads refused.", st.reload_failures);
+	prom_family(b, "driftd_http_responses_total", "counter",
+		    "Answers on the HTTP side port, by status class.");
+	for (e = 0; e < 5; e++)
+		prom_sample(b, "driftd_http_responses_total",
+			    (double)st.http_responses[e + 1], "code", classes[e], NULL);
+	eng_foreach_model(h->ctx.eng, collect_model, &ml);
+	if (!(ml.m = calloc(ml.n ? ml.n : 1, sizeof(*ml.m))))
+		return;
+	ml.n = 0;
+	eng_foreach_model(h->ctx.eng, collect_model, &ml);
+	model_families(b, &ml);
+	slice_families(h, b, &ml);
+	free(ml.m);
 }
 
-static void send_text(struct evhttp_request *req, int code, const char *reason,
-		      const char *ctype, struct evbuffer *body)
+/* ---- handlers ---- */
+
+static void get_metrics(struct http_srv *h, struct evhttp_request *req,
+			const char *const *args)
 {
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-			  "Content-Type", ctype);
-	evhttp_send_reply(req, code, reason, body);
-}
+	struct evbuffer *b = evbuffer_new();
 
-#define RESET_PREFIX "/v1/models/"
-#define RESET_SUFFIX "/reference/reset"
-
-/* POST /v1/models/{m}/reference/reset: a retraining pipeline deployed a
- * new model version; its slices warm up (or take explicit reference
- * records) again.  Answers JSON. */
-static void reference_reset(struct http_srv *h, struct evhttp_request *req,
-			    const char *path, struct evbuffer *b)
-{
-	size_t len = strlen(path) - strlen(RESET_PREFIX) - strlen(RESET_SUFFIX);
-	char model[128];
-	int n;
-
-	if (len == 0 || len >= sizeof(model)) {
-		evbuffer_add_printf(b, "{\"error\":\"unknown_model\"}\n");
-		send_text(req, HTTP_NOTFOUND, "Not Found", "application/json", b);
+	if (!b) {
+		reply_text(req, 503, "out of memory\n");
 		return;
 	}
-	memcpy(model, path + strlen(RESET_PREFIX), len);
-	model[len] = '\0';
-	n = strchr(model, '/') ? -ENOENT : eng_reset_references(h->ctx.eng, model);
-	if (n == -ENOENT) {
-		evbuffer_add_printf(b, "{\"error\":\"unknown_model\",\"message\":"
-				    "\"no model named in the configuration\"}\n");
-		send_text(req, HTTP_NOTFOUND, "Not Found", "application/json", b);
-	} else if (n < 0) {
-		evbuffer_add_printf(b, "{\"error\":\"overloaded\",\"message\":"
-				    "\"out of memory\"}\n");
-		send_text(req, HTTP_SERVUNAVAIL, "Service Unavailable",
-			  "application/json", b);
-	} else {
-		/* Model names are [A-Za-z0-9_.-]: no JSON escaping needed. */
-		evbuffer_add_printf(b, "{\"model\":\"%s\",\"slices_reset\":%d}\n",
-				    model, n);
-		send_text(req, HTTP_OK, "OK", "application/json", b);
-	}
+	write_metrics(h, b);
+	http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", b);
+	evbuffer_free(b);
 }
 
-static bool is_reset_path(const char *path)
+static void get_healthz(struct http_srv *h, struct evhttp_request *req,
+			const char *const *args)
 {
-	size_t len = strlen(path);
-
-	return len > strlen(RESET_PREFIX) + strlen(RESET_SUFFIX) &&
-	       !strncmp(path, RESET_PREFIX, strlen(RESET_PREFIX)) &&
-	       !strcmp(path + len - strlen(RESET_SUFFIX), RESET_SUFFIX);
+	reply_text(req, 200, "ok\n");
 }
+
+static void get_readyz(struct http_srv *h, struct evhttp_request *req,
+		       const char *const *args)
+{
+	const char *why = "not ready";
+
+	if (h->ctx.is_ready(h->ctx.arg, &why))
+		reply_text(req, 200, "ready\n");
+	else
+		reply_text(req, 503, "not ready: %s\n", why);
+}
+
+static void get_index(struct http_srv *h, struct evhttp_request *req,
+		      const char *const *args)
+{
+	struct evbuffer *b = evbuffer_new();
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+
+	if (!b) {
+		reply_text(req, 503, "out of memory\n");
+		return;
+	}
+	/* Everything the page needs is inline or under /v1 on this port. */
+	evhttp_add_header(out, "Content-Security-Policy",
+			  "default-src 'none'; script-src 'unsafe-inline'; "
+			  "style-src 'unsafe-inline'; connect-src 'self'; img-src data:");
+	evhttp_add_header(out, "Cache-Control", "no-cache");
+	evbuffer_add_reference(b, www_index_html, www_index_html_len, NULL, NULL);
+	http_reply(req, 200, "text/html; charset=utf-8", b);
+	evbuffer_free(b);
+}
+
+/* POST /v1/models/{m}/reference/reset: a new model version was deployed;
+ * its slices warm up (or take explicit reference records) again. */
+static void post_reference_reset(struct http_srv *h, struct evhttp_request *req,
+				 const char *const *args)
+{
+	int n = eng_reset_references(h->ctx.eng, args[0]);
+	struct evbuffer *b;
+
+	if (n == -ENOENT) {
+		http_error_json(req, 404, "unknown_model: no model %s in the "
+				"configuration", args[0]);
+		return;
+	}
+	if (n < 0 || !(b = evbuffer_new())) {
+		http_error_json(req, 503, "out of memory");
+		return;
+	}
+	/* A model that exists has a name of [A-Za-z0-9_.-]: nothing to escape. */
+	evbuffer_add_printf(b, "{\"model\":\"%s\",\"slices_reset\":%d}\n",
+			    args[0], n);
+	http_reply(req, 200, "application/json", b);
+	evbuffer_free(b);
+}
+
+/* One row per endpoint.  A handler on another branch becomes one row here;
+ * patterns take {name} segments, passed to the handler in order. */
+static const struct route {
+	enum evhttp_cmd_type method;
+	const char *pattern;
+	http_fn fn;
+} routes[] = {
+	{ EVHTTP_REQ_GET, "/", get_index },
+	{ EVHTTP_REQ_GET, "/healthz", get_healthz },
+	{ EVHTTP_REQ_GET, "/readyz", get_readyz },
+	{ EVHTTP_REQ_GET, "/metrics", get_metrics },
+	{ EVHTTP_REQ_GET, "/v1/models", api_models },
+	{ EVHTTP_REQ_GET, "/v1/models/{m}/status", api_status },
+	{ EVHTTP_REQ_GET, "/v1/models/{m}/history", api_history },
+	{ EVHTTP_REQ_POST, "/v1/models/{m}/reference/reset", post_reference_reset },
+};
 
 static void on_request(struct evhttp_request *req, void *arg)
 {
 	struct http_srv *h = arg;
 	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-	struct evbuffer *b = evbuffer_new();
-	bool get = evhttp_request_get_command(req) == EVHTTP_REQ_GET;
-	bool post = evhttp_request_get_command(req) == EVHTTP_REQ_POST;
+	enum evhttp_cmd_type method = evhttp_request_get_command(req);
+	const char *args[HTTP_MAX_ARGS] = { NULL };
+	char buf[HTTP_PATH_MAX];
+	bool other_method = false;
+	size_t i;
 
-	if (!b) {
-		evhttp_send_error(req, HTTP_SERVUNAVAIL, "out of memory");
+	if (!path || strlen(path) >= sizeof(buf)) {
+		reply_text(req, 400, "bad request path\n");
 		return;
 	}
-	if (!path) {
-		evbuffer_add_printf(b, "bad request\n");
-		send_text(req, HTTP_BADREQUEST, "Bad Request", "text/plain", b);
-	} else if (get && !strcmp(path, "/metrics")) {
-		write_metrics(h, b);
-		send_text(req, HTTP_OK, "OK",
-			  "text/plain; version=0.0.4; charset=utf-8", b);
-	} else if (get && !strcmp(path, "/healthz")) {
-		evbuffer_add_printf(b, "ok\n");
-		send_text(req, HTTP_OK, "OK", "text/plain", b);
-	} else if (get && !strcmp(path, "/readyz")) {
-		bool ready = h->ctx.is_ready(h->ctx.arg);
-
-		evbuffer_add_printf(b, ready ? "ready\n" : "not ready\n");
-		send_text(req, ready ? HTTP_OK : HTTP_SERVUNAVAIL,
-			  ready ? "OK" : "Service Unavailable", "text/plain", b);
-	} else if (post && is_reset_path(path)) {
-		reference_reset(h, req, path, b);
-	} else {
-		evbuffer_add_printf(b, "no such endpoint: %s\n", path);
-		send_text(req, HTTP_NOTFOUND, "Not Found", "text/plain", b);
+	for (i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		if (rq_match(routes[i].pattern, path, buf, sizeof(buf), args) < 0)
+			continue;
+		if (routes[i].method == method) {
+			routes[i].fn(h, req, args);
+			return;
+		}
+		other_method = true;
 	}
-	evbuffer_free(b);
+	if (other_method)
+		reply_text(req, 405, "method not allowed on %s\n", path);
+	else
+		reply_text(req, 404, "no such endpoint: %s\n", path);
 }
 
 struct http_srv *http_new(struct event_base *base, const struct http_ctx *ctx)
@@ -296,8 +586,9 @@ struct http_srv *http_new(struct event_base *base, const struct http_ctx *ctx)
 		return NULL;
 	h->ctx = *ctx;
 	h->http = evhttp_new(base);
-	if (!h->http) {
-		free(h);
+	h->api = api_new(h);
+	if (!h->http || !h->api) {
+		http_free(h);
 		return NULL;
 	}
 	evhttp_set_max_headers_size(h->http, HTTP_MAX_HEADERS);
@@ -313,10 +604,23 @@ int http_add_listener(struct http_srv *h, int fd)
 	return evhttp_accept_socket_with_handle(h->http, fd) ? 0 : -ENOMEM;
 }
 
+const struct http_ctx *http_ctx(const struct http_srv *h)
+{
+	return &h->ctx;
+}
+
+struct api *http_api(const struct http_srv *h)
+{
+	return h->api;
+}
+
 void http_free(struct http_srv *h)
 {
 	if (!h)
 		return;
-	evhttp_free(h->http);
+	/* Pending reads first: freeing evhttp frees their requests. */
+	api_free(h->api);
+	if (h->http)
+		evhttp_free(h->http);
 	free(h);
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -18,6 +19,7 @@
 #include "idlease.h"
 #include "ingest.h"
 #include "log.h"
+#include "reader.h"
 #include "service.h"
 #include "stats.h"
 #include "store.h"
@@ -26,7 +28,7 @@
 struct stats st;
 
 #define LISTEN_BACKLOG 512
-#define MAX_LISTENERS 16
+#define MAX_LISTENERS SVC_MAX_SOCKETS
 #define DRAIN_POLL_MS 50
 #define HEALTH_POLL_MS 1000
 
@@ -36,17 +38,21 @@ struct daemon {
 	const char *config_path;
 	struct wq *wq;
 	struct store *store;
+	struct rdr *rdr;		/* the JSON API's reads */
 	struct eng *eng;
 	struct ing *ing;
 	struct http_srv *http;
 	int ingest_fds[MAX_LISTENERS], http_fds[MAX_LISTENERS];
 	size_t n_ingest_fds, n_http_fds;
-	struct event *sig_term, *sig_int, *sig_hup, *drain_timer, *health;
+	struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
+	struct event *watchdog_timer, *status_timer, *health_timer;
 	uint64_t drain_deadline_ms;
+	uint64_t status_at_ms, status_records;	/* for records/s */
+	double records_per_s;
 	struct ids *ids;		/* window-id leases in state_dir */
-	bool ids_existed;		/* a previous run left them */
+	bool ids_existed;		/* an earlier run left them */
 	char *journal_dir;
-	bool ready, stopping, accepting, waiting_logged;
+	bool ready, stopping, activated, wedged, accepting, waiting_logged;
 	int exit_code;
 };
 
@@ -62,13 +68,125 @@ static enum log_level level_of(enum conf_log_level l)
 	return map[l];
 }
 
+static const char *store_state_name(enum store_state s)
+{
+	static const char *const names[] = {
+		[STORE_CONNECTING] = "connecting", [STORE_MIGRATING] = "migrating",
+		[STORE_READY] = "ready", [STORE_DOWN] = "down",
+		[STORE_CLOSED] = "closed",
+	};
+	return names[s];
+}
+
+static void add_slices(void *arg, const struct eng_model_info *mi)
+{
+	*(size_t *)arg += mi->slices;
+}
+
+/* The line `systemctl status` shows. */
 static void status_line(struct daemon *d, char *buf, size_t len)
 {
-	snprintf(buf, len, "%zu models, %zu connections, store %s, "
-		 "%llu records accepted",
-		 d->conf->n_models, d->ing ? ing_connections(d->ing) : 0,
-		 store_get_state(d->store) == STORE_READY ? "ready" : "down",
-		 (unsigned long long)st.records_accepted);
+	size_t slices = 0;
+
+	eng_foreach_model(d->eng, add_slices, &slices);
+	snprintf(buf, len, "%zu models, %zu slices, %.0f records/s, "
+		 "store %s (%zu pending), %zu connections%s",
+		 d->conf->n_models, slices, d->records_per_s,
+		 store_state_name(store_get_state(d->store)),
+		 store_pending(d->store), ing_connections(d->ing),
+		 d->wedged ? ", a worker is wedged" : "");
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- systemd: status and watchdog ---- */
+
+static int arm_timer(struct daemon *d, struct event **ev, uint64_t period_us,
+		     event_callback_fn fn)
+{
+	struct timeval tv = {
+		.tv_sec = (time_t)(period_us / 1000000u),
+		.tv_usec = (suseconds_t)(period_us % 1000000u),
+	};
+
+	if (!*ev && !(*ev = event_new(d->base, -1, EV_PERSIST, fn, d)))
+		return -1;
+	return event_add(*ev, &tv);
+}
+
+/* Healthy unless a job has outrun job_timeout: only a restart frees a
+ * wedged worker.  Logs and counts each change; checked on every watchdog
+ * and status tick, so the count moves without a watchdog too. */
+static bool workers_healthy(struct daemon *d)
+{
+	uint64_t limit = d->conf->job_timeout_us, run = wq_longest_run_us(d->wq);
+
+	if (limit && run > limit) {
+		if (!d->wedged) {
+			st.workers_wedged++;
+			log_err("a detector job has run for %.1fs, beyond "
+				"job_timeout (%.1fs): worker wedged%s",
+				(double)run / 1e6, (double)limit / 1e6,
+				d->watchdog_timer ? ", watchdog pings stop so "
+				"that systemd restarts driftd" : "");
+		}
+		d->wedged = true;
+		return false;
+	}
+	if (d->wedged)
+		log_notice("workers healthy again%s",
+			   d->watchdog_timer ? ": watchdog pings resume" : "");
+	d->wedged = false;
+	return true;
+}
+
+/* The tick itself shows that the loop turns.  A database outage does not
+ * stop the pings: a restart would not bring the database back. */
+static void on_watchdog_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (workers_healthy(d))
+		svc_watchdog();
+}
+
+static void on_status_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	uint64_t now = now_ms();
+	char status[256];
+
+	if (now > d->status_at_ms)
+		d->records_per_s = (double)(st.records_accepted -
+					    d->status_records) *
+				   1000.0 / (double)(now - d->status_at_ms);
+	d->status_at_ms = now;
+	d->status_records = st.records_accepted;
+	workers_healthy(d);
+	status_line(d, status, sizeof(status));
+	svc_status(status);
+}
+
+static int start_timers(struct daemon *d)
+{
+	uint64_t watchdog_us = svc_watchdog_usec();
+
+	d->status_at_ms = now_ms();
+	if (arm_timer(d, &d->status_timer, d->conf->status_interval_us,
+		      on_status_tick) < 0)
+		return -1;
+	if (!watchdog_us)
+		return 0;
+	log_info("systemd watchdog: %.1fs, pinging every %.1fs",
+		 (double)watchdog_us / 1e6, (double)watchdog_us / 2e6);
+	return arm_timer(d, &d->watchdog_timer, watchdog_us / 2,
+			 on_watchdog_tick);
 }
 
 /* ---- listeners ---- */
@@ -97,40 +215,86 @@ static int bind_all(char **specs, size_t n, int *fds, size_t *n_fds)
 	return 0;
 }
 
-static void log_listening(const char *what, const int *fds, size_t n)
+/* Sockets systemd passed replace the configured addresses of their kind;
+ * a kind it did not pass is bound from the config as usual. */
+static int take_listeners(struct daemon *d)
+{
+	struct svc_sockets s;
+	char err[256];
+	int n = svc_listen_fds(&s, err, sizeof(err));
+
+	if (n < 0) {
+		log_err("socket activation: %s", err);
+		return -1;
+	}
+	d->activated = n > 0;
+	memcpy(d->ingest_fds, s.ingest, s.n_ingest * sizeof(int));
+	memcpy(d->http_fds, s.http, s.n_http * sizeof(int));
+	d->n_ingest_fds = s.n_ingest;
+	d->n_http_fds = s.n_http;
+	if (d->activated)
+		log_notice("socket activation: %zu ingest and %zu http sockets "
+			   "from systemd", s.n_ingest, s.n_http);
+	if (!s.n_ingest && bind_all(d->conf->ingest, d->conf->n_ingest,
+				    d->ingest_fds, &d->n_ingest_fds) < 0)
+		return -1;
+	if (!s.n_http && bind_all(d->conf->http, d->conf->n_http, d->http_fds,
+				  &d->n_http_fds) < 0)
+		return -1;
+	return 0;
+}
+
+static void log_listening(const char *what, const int *fds, size_t n,
+			  bool activated)
 {
 	char where[160];
 	size_t i;
 
 	for (i = 0; i < n; i++) {
 		addr_describe_fd(fds[i], where, sizeof(where));
-		log_notice("listening for %s on %s", what, where);
+		log_notice("listening for %s on %s%s", what, where,
+			   activated ? " (socket from systemd)" : "");
 	}
 }
 
-static int open_listeners(struct daemon *d)
+/* Ingest waits for the database; the side port answers from the start,
+ * so /readyz can say why the daemon is not ready yet. */
+static int open_listeners(struct daemon *d, bool ingest)
 {
 	size_t i;
 
-	for (i = 0; i < d->n_ingest_fds; i++)
+	for (i = 0; ingest && i < d->n_ingest_fds; i++)
 		if (ing_add_listener(d->ing, d->ingest_fds[i]) < 0)
 			return -1;
-	for (i = 0; i < d->n_http_fds; i++)
+	for (i = 0; !ingest && i < d->n_http_fds; i++)
 		if (http_add_listener(d->http, d->http_fds[i]) < 0)
 			return -1;
-	log_listening("ingest", d->ingest_fds, d->n_ingest_fds);
-	log_listening("http", d->http_fds, d->n_http_fds);
-	d->n_ingest_fds = d->n_http_fds = 0;	/* owned by ing and http now */
+	if (ingest) {
+		log_listening("ingest", d->ingest_fds, d->n_ingest_fds,
+			      d->activated);
+		d->n_ingest_fds = 0;	/* owned by ing now */
+	} else {
+		log_listening("http", d->http_fds, d->n_http_fds, d->activated);
+		d->n_http_fds = 0;	/* owned by http now */
+	}
 	return 0;
 }
 
-/* Ready while results can be kept: in the database, or in the journal
- * while the database is away (a full journal makes the daemon unready). */
-static bool is_ready(void *arg)
+/* Ready while results can be kept: in the database, or in the spill
+ * journal while the database is away; a full journal makes it unready. */
+static bool is_ready(void *arg, const char **why)
 {
 	struct daemon *d = arg;
 
-	return d->ready && !d->stopping && store_accepting(d->store);
+	if (d->stopping)
+		*why = "stopping";
+	else if (!d->ready)
+		*why = "starting: waiting for the database";
+	else if (!store_accepting(d->store))
+		*why = "database unavailable and spill journal full";
+	else
+		return true;
+	return false;
 }
 
 /* ---- store callbacks ---- */
@@ -139,26 +303,26 @@ static void go_ready(struct daemon *d, const char *how)
 {
 	char status[256];
 
-	if (open_listeners(d) < 0) {
+	if (open_listeners(d, true) < 0) {
 		log_err("cannot start listeners");
 		d->exit_code = 1;
 		event_base_loopbreak(d->base);
 		return;
 	}
 	d->ready = true;
-	/* From now on every id handed out is on disk first, so a later start
-	 * may go ahead without the database. */
+	/* From now on every window id handed out is covered on disk first,
+	 * so that a later start may go ahead without the database. */
 	eng_set_ids(d->eng, d->ids);
 	status_line(d, status, sizeof(status));
 	svc_ready(status);
 	log_notice("ready%s: %s", how, status);
 }
 
-/* The database answers first, normally: sequences and references are
- * loaded before READY.  When it is unreachable at start, a daemon that
- * ran here before (window-id leases in state_dir) goes ready on its spill
- * journal; a first start waits, as only the database knows which window
- * ids are taken. */
+/* The database answers first, normally: window-id sequences and reference
+ * sets are loaded before READY.  When it is unreachable at start, a daemon
+ * that ran here before (window-id leases in state_dir) goes ready on its
+ * spill journal; a first start waits, as only the database knows which
+ * window ids are taken. */
 static void on_store_state(void *arg, enum store_state s, const char *why)
 {
 	struct daemon *d = arg;
@@ -168,7 +332,7 @@ static void on_store_state(void *arg, enum store_state s, const char *why)
 			go_ready(d, "");
 			return;
 		}
-		if (s == STORE_DOWN && d->ids_existed && d->journal_dir &&
+		if (s == STORE_DOWN && d->ids_existed &&
 		    store_accepting(d->store)) {
 			log_warning("database unreachable at start (%s): going "
 				    "ready on the spill journal; references are "
@@ -212,7 +376,7 @@ static void on_store_restore(void *arg, const struct store_reference *r)
 
 /* Says so loudly when results stop having anywhere to go, and again when
  * they have. */
-static void on_health(evutil_socket_t fd, short what, void *arg)
+static void on_health_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
 	struct store_journal_stats js;
@@ -222,17 +386,14 @@ static void on_health(evutil_socket_t fd, short what, void *arg)
 		return;
 	d->accepting = accepting;
 	store_journal_stats(d->store, &js);
-	if (!accepting) {
+	if (!accepting)
 		log_err("database unreachable and spill journal full (%llu of "
 			"%llu bytes): new windows are refused and live records "
 			"answered \"overloaded\" until the database is back",
 			(unsigned long long)js.bytes,
 			(unsigned long long)js.max_bytes);
-		svc_status("spill journal full: refusing new windows");
-	} else {
+	else
 		log_notice("results can be kept again: live records accepted");
-		svc_status("accepting records");
-	}
 }
 
 static void on_store_log(void *arg, int level, const char *msg)
@@ -240,15 +401,18 @@ static void on_store_log(void *arg, int level, const char *msg)
 	log_msg((enum log_level)level, "database: %s", msg);
 }
 
-/* ---- signals ---- */
-
-static uint64_t now_ms(void)
+static void on_store_timing(void *arg, enum store_timing what, uint64_t us)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	prom_observe_us(what == STORE_T_WRITE ? &st.store_write_seconds :
+						&st.store_commit_seconds, us);
 }
+
+static void on_read_timing(void *arg, uint64_t us)
+{
+	prom_observe_us(&st.store_read_seconds, us);
+}
+
+/* ---- signals ---- */
 
 /* Writes still to do before exiting: all of them while the database
  * takes them; with it away, those the journal cannot take. */
@@ -275,10 +439,12 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 	}
 	if (now_ms() >= d->drain_deadline_ms) {
 		pending = store_spill(d->store);
-		log_warning("shutdown timeout: %zu connections, %zu evaluations "
-			    "and %zu database writes abandoned (%zu more kept in "
-			    "the spill journal)", conns, evals, pending,
-			    store_pending(d->store) - pending);
+		log_warning("shutdown_timeout reached, abandoning: %zu client "
+			    "connections, %zu window evaluations (%zu detector "
+			    "jobs running, %zu queued), %zu results neither in "
+			    "the database nor in the spill journal",
+			    conns, evals, wq_running(d->wq), wq_depth(d->wq),
+			    pending);
 		event_base_loopexit(d->base, NULL);
 	}
 }
@@ -325,24 +491,38 @@ static void apply_limits(struct daemon *d, const struct conf *c)
 		log_err("reload: out of memory applying listener limits");
 }
 
+/* Before the first READY=1 systemd knows no reload, so it hears none. */
+static void reload_done(struct daemon *d, const char *outcome)
+{
+	char status[256], line[320];
+
+	status_line(d, status, sizeof(status));
+	snprintf(line, sizeof(line), "%s; %s", outcome, status);
+	if (d->ready)
+		svc_ready(line);
+	else
+		svc_status(line);
+}
+
 static void reload(struct daemon *d)
 {
 	char err[2048], keys[512];
 	struct conf *next;
 
-	svc_reloading();
+	if (d->ready)
+		svc_reloading();
 	if (conf_load(d->config_path, &next, err, sizeof(err)) != 0) {
 		st.reload_failures++;
 		log_err("reload refused, the running configuration stays:\n%s",
 			err);
-		svc_ready("reload refused, see log");
+		reload_done(d, "reload refused, see log");
 		return;
 	}
 	if (eng_reconfigure(d->eng, next) < 0) {
 		st.reload_failures++;
 		log_err("reload refused: out of memory");
 		conf_free(next);
-		svc_ready("reload refused, see log");
+		reload_done(d, "reload refused, see log");
 		return;
 	}
 	if (conf_restart_keys(d->conf, next, keys, sizeof(keys)))
@@ -352,10 +532,13 @@ static void reload(struct daemon *d)
 	log_set_level(level_of(next->log_level));
 	conf_free(d->conf);
 	d->conf = next;
+	if (arm_timer(d, &d->status_timer, next->status_interval_us,
+		      on_status_tick) < 0)
+		log_err("reload: cannot rearm the status timer");
 	st.reloads++;
 	log_notice("configuration reloaded from %s (%zu models)",
 		   d->config_path, next->n_models);
-	svc_ready("configuration reloaded");
+	reload_done(d, "configuration reloaded");
 }
 
 static void on_hup(evutil_socket_t sig, short what, void *arg)
@@ -408,21 +591,24 @@ static int setup(struct daemon *d)
 		.query_timeout_us = d->conf->query_timeout_us,
 		.max_pending = d->conf->max_pending,
 		.log = on_store_log,
+		.observe = on_store_timing,
 		.journal_max = d->conf->journal_max,
 		.want = on_store_want,
 		.restore = on_store_restore,
 	};
-	struct timeval health = { 0, HEALTH_POLL_MS * 1000 };
+	struct rdr_opts ro = {
+		.timeout_us = d->conf->read_timeout_us,
+		.max_rows = d->conf->read_max_rows,
+		.log = on_store_log,
+		.observe = on_read_timing,
+	};
 	struct http_ctx hc;
 
 	if (evthread_use_pthreads() < 0 || !(d->base = event_base_new())) {
 		log_err("cannot create the event loop");
 		return -1;
 	}
-	if (bind_all(d->conf->ingest, d->conf->n_ingest, d->ingest_fds,
-		     &d->n_ingest_fds) < 0 ||
-	    bind_all(d->conf->http, d->conf->n_http, d->http_fds,
-		     &d->n_http_fds) < 0 || open_state(d) < 0)
+	if (take_listeners(d) < 0 || open_state(d) < 0)
 		return -1;
 	so.journal_path = d->journal_dir;
 	d->wq = wq_new(d->base, d->conf->workers);
@@ -431,21 +617,26 @@ static int setup(struct daemon *d)
 	if (!d->store)
 		log_err("cannot start the database writer (bad DSN, or the spill "
 			"journal in %s cannot be opened)", d->journal_dir);
-	if (!d->wq || !d->store)
-		goto oom;
-	d->accepting = true;
-	d->health = event_new(d->base, -1, EV_PERSIST, on_health, d);
-	if (!d->health || event_add(d->health, &health) < 0)
+	d->rdr = d->store ? rdr_new(d->base, d->conf->dsn, &ro) : NULL;
+	if (!d->wq || !d->store || !d->rdr)
 		goto oom;
 	d->eng = eng_new(d->base, d->wq, d->store, d->conf);
 	d->ing = d->eng ? ing_new(d->base, d->eng) : NULL;
-	hc = (struct http_ctx){ d->eng, d->store, d->wq, is_ready, d };
-	d->http = http_new(d->base, &hc);
+	hc = (struct http_ctx){ .eng = d->eng, .store = d->store, .rdr = d->rdr,
+				.wq = d->wq, .conf = (const struct conf *const *)&d->conf,
+				.is_ready = is_ready, .arg = d };
+	d->http = d->eng ? http_new(d->base, &hc) : NULL;
 	if (!d->eng || !d->ing || !d->http)
 		goto oom;
 	apply_limits(d, d->conf);
-	if (setup_signals(d) < 0 || store_start(d->store) < 0)
+	d->accepting = true;
+	if (open_listeners(d, false) < 0 || setup_signals(d) < 0 ||
+	    start_timers(d) < 0 ||
+	    arm_timer(d, &d->health_timer, HEALTH_POLL_MS * 1000,
+		      on_health_tick) < 0 ||
+	    store_start(d->store) < 0)
 		goto oom;
+	rdr_start(d->rdr);
 	log_notice("driftd %s starting: %zu models, %u workers, waiting for "
 		   "the database", DRIFTD_VERSION, d->conf->n_models,
 		   wq_threads(d->wq));
@@ -462,15 +653,14 @@ static void teardown(struct daemon *d)
 	/* Workers first: their pending results call back into the engine. */
 	wq_free(d->wq);
 	ing_free(d->ing);
-	http_free(d->http);
+	http_free(d->http);	/* cancels its reads: before rdr_free */
+	rdr_free(d->rdr);
 	if (d->eng && d->ready)
 		eng_save_ids(d->eng);
 	eng_free(d->eng);
 	store_free(d->store);
 	ids_free(d->ids);
 	free(d->journal_dir);
-	if (d->health)
-		event_free(d->health);
 	for (i = 0; i < d->n_ingest_fds; i++)
 		close(d->ingest_fds[i]);
 	for (i = 0; i < d->n_http_fds; i++)
@@ -483,6 +673,12 @@ static void teardown(struct daemon *d)
 		event_free(d->sig_hup);
 	if (d->drain_timer)
 		event_free(d->drain_timer);
+	if (d->watchdog_timer)
+		event_free(d->watchdog_timer);
+	if (d->status_timer)
+		event_free(d->status_timer);
+	if (d->health_timer)
+		event_free(d->health_timer);
 	if (d->base)
 		event_base_free(d->base);
 	conf_free(d->conf);
@@ -552,6 +748,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	log_init();
 	if (load_config(d.config_path, &d.conf) != 0)
 		return 1;
 	log_set_level(level_of(d.conf->log_level));
@@ -560,6 +757,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	event_base_dispatch(d.base);
+	if (wq_running(d.wq) > 0) {
+		/* Joining a wedged worker would hang; its memory goes with
+		 * the process. */
+		log_warning("exiting with %zu detector jobs still running; "
+			    "their windows are not written", wq_running(d.wq));
+		fflush(stderr);
+		_exit(d.exit_code);
+	}
 	teardown(&d);
 	return d.exit_code;
 }

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "prom.h"
 #include "record.h"
 
 struct stats {
@@ -22,6 +23,12 @@ struct stats {
 	uint64_t windows_drifted;
 	uint64_t detector_us_total;	/* summed job run time */
 	uint64_t reloads, reload_failures;
+	uint64_t workers_wedged;	/* a job outran job_timeout */
+	struct prom_hist detector_seconds;	/* one window's detectors */
+	struct prom_hist store_write_seconds;	/* one write statement */
+	struct prom_hist store_commit_seconds;	/* window queued -> committed */
+	struct prom_hist store_read_seconds;	/* one JSON API query */
+	uint64_t http_responses[6];		/* by status class: [2] = 2xx */
 };
 
 extern struct stats st;

@@ -1,6 +1,7 @@
 /* A fixed pool of pthreads around one FIFO.  Finished jobs go to a second
  * list and an event made active from the worker wakes the loop, which
- * calls done() in order of completion. */
+ * calls done() in order of completion.  Each worker records when its
+ * current job started, which is the heartbeat the watchdog reads. */
 #include "workers.h"
 
 #include <errno.h>
@@ -8,7 +9,14 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
+
+struct worker {
+	pthread_t thread;
+	struct wq *q;
+	uint64_t started_us;	/* monotonic start of the current job, 0 = idle */
+};
 
 struct wq {
 	pthread_mutex_t lock;
@@ -18,9 +26,54 @@ struct wq {
 	size_t depth, running, finished;
 	bool stop;
 	struct event *done_ev;
-	pthread_t *threads;
+	struct worker *workers;
 	unsigned n_threads;
+#ifdef DRIFTD_TEST_HOOKS
+	uint64_t wedge_us;
+#endif
 };
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	/* Never 0, which means "idle". */
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u + 1;
+}
+
+#ifdef DRIFTD_TEST_HOOKS
+/* Test builds only (driftd-test-hooks, never installed): with
+ * DRIFTD_TEST_WEDGE_MS set, every job first sleeps that long, standing in
+ * for a detector that does not come back. */
+static void test_hooks_init(struct wq *q)
+{
+	const char *ms = getenv("DRIFTD_TEST_WEDGE_MS");
+
+	q->wedge_us = ms ? strtoull(ms, NULL, 10) * 1000u : 0;
+}
+
+static void test_hooks_wedge(const struct wq *q)
+{
+	struct timespec ts = {
+		.tv_sec = (time_t)(q->wedge_us / 1000000u),
+		.tv_nsec = (long)(q->wedge_us % 1000000u) * 1000,
+	};
+
+	while (q->wedge_us && nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+#else
+static void test_hooks_init(struct wq *q)
+{
+	(void)q;
+}
+
+static void test_hooks_wedge(const struct wq *q)
+{
+	(void)q;
+}
+#endif
 
 static void push(struct wq_job **head, struct wq_job **tail, struct wq_job *j)
 {
@@ -46,7 +99,8 @@ static struct wq_job *pop(struct wq_job **head, struct wq_job **tail)
 
 static void *worker_main(void *arg)
 {
-	struct wq *q = arg;
+	struct worker *w = arg;
+	struct wq *q = w->q;
 	struct wq_job *j;
 
 	pthread_mutex_lock(&q->lock);
@@ -58,12 +112,15 @@ static void *worker_main(void *arg)
 		j = pop(&q->head, &q->tail);
 		q->depth--;
 		q->running++;
+		w->started_us = mono_us();
 		pthread_mutex_unlock(&q->lock);
 
 		j->status = 0;
+		test_hooks_wedge(q);
 		j->run(j);
 
 		pthread_mutex_lock(&q->lock);
+		w->started_us = 0;
 		q->running--;
 		q->finished++;
 		push(&q->done_head, &q->done_tail, j);
@@ -109,12 +166,15 @@ struct wq *wq_new(struct event_base *base, unsigned threads)
 	}
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_cond_init(&q->wake, NULL);
+	test_hooks_init(q);
 	q->done_ev = event_new(base, -1, 0, on_done, q);
-	q->threads = calloc(threads, sizeof(pthread_t));
-	if (!q->done_ev || !q->threads)
+	q->workers = calloc(threads, sizeof(*q->workers));
+	if (!q->done_ev || !q->workers)
 		goto fail;
 	for (i = 0; i < threads; i++) {
-		if (pthread_create(&q->threads[i], NULL, worker_main, q))
+		q->workers[i].q = q;
+		if (pthread_create(&q->workers[i].thread, NULL, worker_main,
+				   &q->workers[i]))
 			goto fail;
 		q->n_threads++;
 	}
@@ -164,6 +224,29 @@ unsigned wq_threads(const struct wq *q)
 	return q->n_threads;
 }
 
+uint64_t wq_longest_run_us(struct wq *q)
+{
+	uint64_t now = mono_us(), oldest = now;
+	unsigned i;
+
+	pthread_mutex_lock(&q->lock);
+	for (i = 0; i < q->n_threads; i++)
+		if (q->workers[i].started_us && q->workers[i].started_us < oldest)
+			oldest = q->workers[i].started_us;
+	pthread_mutex_unlock(&q->lock);
+	return now - oldest;
+}
+
+size_t wq_running(struct wq *q)
+{
+	size_t n;
+
+	pthread_mutex_lock(&q->lock);
+	n = q->running;
+	pthread_mutex_unlock(&q->lock);
+	return n;
+}
+
 void wq_free(struct wq *q)
 {
 	struct wq_job *j;
@@ -176,7 +259,7 @@ void wq_free(struct wq *q)
 	pthread_cond_broadcast(&q->wake);
 	pthread_mutex_unlock(&q->lock);
 	for (i = 0; i < q->n_threads; i++)
-		pthread_join(q->threads[i], NULL);
+		pthread_join(q->workers[i].thread, NULL);
 	deliver(q);
 	while ((j = pop(&q->head, &q->tail))) {
 		j->status = -ECANCELED;
@@ -186,6 +269,6 @@ void wq_free(struct wq *q)
 		event_free(q->done_ev);
 	pthread_cond_destroy(&q->wake);
 	pthread_mutex_destroy(&q->lock);
-	free(q->threads);
+	free(q->workers);
 	free(q);
 }

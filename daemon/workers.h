@@ -31,6 +31,12 @@ size_t wq_depth(struct wq *q);		/* waiting, not running */
 size_t wq_in_flight(struct wq *q);	/* waiting + running + done not yet delivered */
 unsigned wq_threads(const struct wq *q);
 
+/* Heartbeat: how long the longest-running job has been on its worker, in
+ * µs, 0 when no job runs.  A job that runs far longer than any detector
+ * should is a wedged worker; the caller decides what "far" is. */
+uint64_t wq_longest_run_us(struct wq *q);
+size_t wq_running(struct wq *q);	/* jobs on a worker right now */
+
 /* Joins the threads after their running jobs finish, then calls done()
  * for every job not yet delivered (status -ECANCELED for those that never
  * ran) and frees Q. */

@@ -26,6 +26,7 @@ struct req {
 	int lengths[REQ_MAX_PARAMS];        /* used by binary parameters only */
 	int formats[REQ_MAX_PARAMS];        /* 0 text, 1 binary */
 	char *buf;
+	uint64_t queued_us, sent_us;        /* monotonic, for store_opts.observe */
 };
 
 TAILQ_HEAD(req_list, req);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <libpq-fe.h>
@@ -124,6 +125,14 @@ struct store {
 };
 
 static void destroy(struct store *s);
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 static void enter(struct store *s)
 {
@@ -585,6 +594,7 @@ static void send_head(struct store *s)
 		return;
 	}
 	s->in_flight = true;
+	r->sent_us = mono_us();
 }
 
 static void on_kick(evutil_socket_t fd, short what, void *arg)
@@ -666,6 +676,18 @@ static void spill_memory(struct store *s)
 	}
 }
 
+static void observe(struct store *s, const struct req *r)
+{
+	uint64_t now = mono_us();
+
+	if (!s->opts.observe || s->free_pending)
+		return;
+	s->opts.observe(s->arg, STORE_T_WRITE, now - r->sent_us);
+	/* A write replayed from the journal does not know when it was put. */
+	if (r->queued_us)
+		s->opts.observe(s->arg, STORE_T_COMMIT, now - r->queued_us);
+}
+
 static bool completed(struct store *s, const struct req *r, const PGresult *res)
 {
 	char what[256];
@@ -675,6 +697,7 @@ static bool completed(struct store *s, const struct req *r, const PGresult *res)
 	if (!status_ok(res, PGRES_TUPLES_OK) || PQntuples(res) != 1 || PQnfields(res) != 2)
 		return false;
 	s->written++;
+	observe(s, r);
 	if (strcmp(PQgetvalue(res, 0, 0), "0") != 0)
 		return true;
 	s->duplicates++;
@@ -916,6 +939,7 @@ static int enqueue(struct store *s, struct req *r)
 		       (r->kind == REQ_WINDOW && memory_full(s)))) {
 		err = journal_put(s, r);
 	} else {
+		r->queued_us = mono_us();
 		TAILQ_INSERT_TAIL(&s->queue, r, link);
 		s->n_queued++;
 		if (r->kind == REQ_WINDOW)

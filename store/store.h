@@ -28,6 +28,11 @@ enum store_state {
 /* Levels are syslog's (LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG). */
 typedef void (*store_log_fn)(void *arg, int level, const char *msg);
 
+/* What store_opts.observe measures, in microseconds. */
+enum store_timing {
+	STORE_T_WRITE,  /* one write statement: sent -> committed */
+	STORE_T_COMMIT, /* one window: store_put_window -> committed */
+};
 struct store_reference;
 
 /* A reference set the store found at start (see store_opts.restore). */
@@ -42,6 +47,8 @@ struct store_opts {
 				      * go to the journal, or -ENOBUFS without one */
 	uint64_t migrate_timeout_us; /* 10 min: advisory lock wait and each migration */
 	store_log_fn log;            /* NULL: silent; called with the store's arg */
+	/* NULL: not measured; called with the store's arg on each commit */
+	void (*observe)(void *arg, enum store_timing what, uint64_t us);
 	/* Spill journal (store/journal.h): writes wait there, on disk, while
 	 * the database is away.  NULL: writes wait in memory only. */
 	const char *journal_path;

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 import numpy as np
 
@@ -26,6 +27,7 @@ DIM = 64
 REGIONS = ["eu", "us", "apac"]
 DEVICES = ["ios", "android"]
 DRIFTING = ("apac", "android")
+HTTP_PORT = 7371   # [listen] http in conf/demo.ini
 
 
 def demo_dir():
@@ -152,6 +154,30 @@ def run_stream(pg, work):
     print("== SELECT * FROM driftd.latest_status")
     psql(pg, "SELECT slice, window_end, drifted, tests "
          "FROM driftd.latest_status ORDER BY drifted DESC, slice")
+    show_side_port(HTTP_PORT)
+
+
+def show_side_port(port):
+    """The same windows through the HTTP side port: driftctl, /metrics and
+    the status page (kept up with DEMO_KEEP=1 until Ctrl-C)."""
+    url = f"http://127.0.0.1:{port}"
+    print(f"== tools/driftctl --url {url} status search-encoder")
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "driftctl"),
+                    "--url", url, "status", "search-encoder"], check=False)
+    print(f"\n== curl {url}/metrics | grep 'driftd_test_p_value.*mmd'")
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("driftd_test_p_value") and 'test="mmd"' in line:
+                print("  ", line)
+    print(f"\n== the status page: {url}/")
+    if os.environ.get("DEMO_KEEP"):
+        print("   driftd keeps running; Ctrl-C stops it")
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            pass
+    else:
+        print("   (run with DEMO_KEEP=1 to keep driftd up and open it in a browser)")
 
 
 if __name__ == "__main__":

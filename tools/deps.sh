@@ -9,8 +9,9 @@ PACKAGES=(
 	libjson-c-dev libcmocka-dev libssl-dev
 	postgresql postgresql-client
 	python3 python3-numpy python3-scipy python3-sklearn
+	python3-prometheus-client chromium
 	clang libclang-rt-14-dev
-	systemd
+	systemd strace python3-seccomp openssl
 )
 
 missing=()

@@ -2,6 +2,7 @@
 
     driftctl reference reset MODEL
     driftctl reference load FILE [--model M] [--reset] [--ingest ADDR]
+                                 [--config FILE]
 
 reset calls POST /v1/models/MODEL/reference/reset on the side port: every
 slice of MODEL forgets its reference (and its open window) and warms up
@@ -13,7 +14,8 @@ with "role": "reference", so they become the reference of their slices (a
 uniform sample of reference.size per slice when there are more).  --model
 fills in records without "model"; --reset resets each model first, which a
 reference already in use needs (otherwise its slices answer
-reference_frozen).
+reference_frozen).  The ingest address (and token) default to
+[listen] of --config (/etc/driftd/driftd.ini).
 """
 
 import configparser
@@ -23,8 +25,8 @@ import socket
 import sys
 import urllib.parse
 
-DEFAULT_URL = "http://127.0.0.1:7071"
 DEFAULT_INGEST = "tcp://127.0.0.1:7070"
+DEFAULT_CONFIG = "/etc/driftd/driftd.ini"
 
 
 class Failure(Exception):
@@ -47,13 +49,6 @@ def read_listen(path):
 def first_address(value, default):
     return next((a.strip() for a in (value or "").split(",") if a.strip()),
                 default)
-
-
-def side_url(args):
-    if args.url:
-        return args.url
-    addr = first_address(read_listen(args.config).get("http"), "")
-    return "http://" + addr[6:] if addr.startswith("tcp://") else DEFAULT_URL
 
 
 def post(url, path):
@@ -129,7 +124,7 @@ def send(addr, token, lines):
 
 
 def cmd_reset(args):
-    r = reset(side_url(args), args.model)
+    r = reset(args.url, args.model)
     print(f"{r['model']}: references reset in {r['slices_reset']} slices")
     return 0
 
@@ -140,7 +135,7 @@ def cmd_load(args):
     lines, models = reference_lines(args.file, args.model)
     if args.reset:
         for m in sorted(models):
-            reset(side_url(args), m)
+            reset(args.url, m)
     replies = send(addr, listen.get("token") or None, lines)
     done = replies[-1] if replies and replies[-1].get("done") else {}
     for e in replies:
@@ -177,4 +172,7 @@ def register(sub):
     lo.add_argument("--ingest", help="ingest address (tcp://HOST:PORT, "
                                      "HOST:PORT or unix:/path); default "
                                      "[listen] ingest of --config")
+    lo.add_argument("-c", "--config", default=DEFAULT_CONFIG,
+                    help="driftd's configuration, for the ingest address "
+                         "and token (default %(default)s)")
     lo.set_defaults(func=run(cmd_load))

@@ -51,7 +51,7 @@ class Driftd:
     """A driftd process with its own config, state dir and ports."""
 
     def __init__(self, pg, models, workdir, extra_listen="", log_level="info",
-                 extra_store=""):
+                 daemon_extra="", shutdown_timeout="20s", extra_store=""):
         self.pg = pg
         self.workdir = workdir
         self.port = free_port()
@@ -64,9 +64,18 @@ class Driftd:
         self.extra_listen = extra_listen
         self.extra_store = extra_store
         self.log_level = log_level
+        self.daemon_extra = daemon_extra
+        self.shutdown_timeout = shutdown_timeout
+        # How start() runs the daemon: ARGV_PREFIX + [BINARY, --config, F],
+        # with ENV added to ours and stderr to STDERR (default: the log).
+        self.binary = DRIFTD
+        self.argv_prefix = []
+        self.env = {}
+        self.stderr = None
         self.proc = None
         self.notify = None
         self.notices = []
+        self.notice_times = []	# time.monotonic() of each notice
         self.write_config()
 
     def config_text(self, models=None):
@@ -75,7 +84,8 @@ class Driftd:
             f"state_dir = {self.workdir}\n"
             "workers = 2\n"
             f"log_level = {self.log_level}\n"
-            "shutdown_timeout = 20s\n"
+            f"shutdown_timeout = {self.shutdown_timeout}\n"
+            f"{self.daemon_extra}\n"
             "[listen]\n"
             f"ingest = tcp://127.0.0.1:{self.port}, unix:{self.unix_path}\n"
             f"http = tcp://127.0.0.1:{self.http_port}\n"
@@ -89,19 +99,22 @@ class Driftd:
         with open(self.config, "w") as f:
             f.write(self.config_text(models))
 
-    def start(self, timeout=30):
+    def start(self, timeout=30, wait_ready=True):
         if self.notify:
             self.notify.close()
         if os.path.exists(self.notify_path):
             os.unlink(self.notify_path)
         self.notices = []
+        self.notice_times = []
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self.notify_path)
-        env = dict(os.environ, NOTIFY_SOCKET=self.notify_path)
+        env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, **self.env)
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([DRIFTD, "--config", self.config],
-                                     stdout=self.log, stderr=self.log, env=env)
-        self.wait_notify("READY=1", timeout)
+        self.proc = subprocess.Popen(
+            self.argv_prefix + [self.binary, "--config", self.config],
+            stdout=self.log, stderr=self.stderr or self.log, env=env)
+        if wait_ready:
+            self.wait_notify("READY=1", timeout)
         return self
 
     def _read_notices(self, wait):
@@ -109,6 +122,7 @@ class Driftd:
         try:
             while True:
                 self.notices.append(self.notify.recv(4096).decode())
+                self.notice_times.append(time.monotonic())
                 self.notify.settimeout(0)
         except (socket.timeout, BlockingIOError):
             pass

@@ -184,6 +184,8 @@ static void test_full_file(void **state)
     assert_int_equal(c->workers, 6);
     assert_int_equal(c->log_level, CONF_LOG_DEBUG);
     assert_int_equal(c->shutdown_timeout_us, 120 * SEC_US);
+    assert_int_equal(c->job_timeout_us, 90 * SEC_US);
+    assert_int_equal(c->status_interval_us, 500000);
     assert_int_equal(c->n_ingest, 3);
     assert_string_equal(c->ingest[0], "tcp://0.0.0.0:9000");
     assert_string_equal(c->ingest[1], "tcp://[::1]:9000");
@@ -267,6 +269,8 @@ static void test_defaults(void **state)
     assert_int_equal(c->workers, 0);
     assert_int_equal(c->log_level, CONF_LOG_INFO);
     assert_int_equal(c->shutdown_timeout_us, 30 * SEC_US);
+    assert_int_equal(c->job_timeout_us, 600 * SEC_US);
+    assert_int_equal(c->status_interval_us, 10 * SEC_US);
     assert_int_equal(c->n_ingest, 1);
     assert_string_equal(c->ingest[0], "tcp://127.0.0.1:7070");
     assert_int_equal(c->n_http, 1);
