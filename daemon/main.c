@@ -299,23 +299,22 @@ static bool is_ready(void *arg, const char **why)
 
 /* ---- store callbacks ---- */
 
-static void go_ready(struct daemon *d, const char *how)
+/* Opens ingest and tells systemd; the status line goes to STATUS. */
+static int go_ready(struct daemon *d, char *status, size_t len)
 {
-	char status[256];
-
 	if (open_listeners(d, true) < 0) {
 		log_err("cannot start listeners");
 		d->exit_code = 1;
 		event_base_loopbreak(d->base);
-		return;
+		return -1;
 	}
 	d->ready = true;
 	/* From now on every window id handed out is covered on disk first,
 	 * so that a later start may go ahead without the database. */
 	eng_set_ids(d->eng, d->ids);
-	status_line(d, status, sizeof(status));
+	status_line(d, status, len);
 	svc_ready(status);
-	log_notice("ready%s: %s", how, status);
+	return 0;
 }
 
 /* The database answers first, normally: window-id sequences and reference
@@ -326,10 +325,12 @@ static void go_ready(struct daemon *d, const char *how)
 static void on_store_state(void *arg, enum store_state s, const char *why)
 {
 	struct daemon *d = arg;
+	char status[256];
 
 	if (!d->ready && !d->stopping) {
 		if (s == STORE_READY) {
-			go_ready(d, "");
+			if (go_ready(d, status, sizeof(status)) == 0)
+				log_notice("ready: %s", status);
 			return;
 		}
 		if (s == STORE_DOWN && d->ids_existed &&
@@ -337,7 +338,8 @@ static void on_store_state(void *arg, enum store_state s, const char *why)
 			log_warning("database unreachable at start (%s): going "
 				    "ready on the spill journal; references are "
 				    "restored when it answers", why ? why : "");
-			go_ready(d, " without the database");
+			if (go_ready(d, status, sizeof(status)) == 0)
+				log_notice("ready without the database: %s", status);
 			return;
 		}
 		if (s == STORE_DOWN && !d->waiting_logged) {
@@ -439,10 +441,14 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 	}
 	if (now_ms() >= d->drain_deadline_ms) {
 		pending = store_spill(d->store);
+		if (store_pending(d->store) > pending)
+			log_notice("%zu database writes kept in the spill journal "
+				   "for the next start",
+				   store_pending(d->store) - pending);
 		log_warning("shutdown_timeout reached, abandoning: %zu client "
 			    "connections, %zu window evaluations (%zu detector "
-			    "jobs running, %zu queued), %zu results neither in "
-			    "the database nor in the spill journal",
+			    "jobs running, %zu queued), %zu results not yet in "
+			    "the database",
 			    conns, evals, wq_running(d->wq), wq_depth(d->wq),
 			    pending);
 		event_base_loopexit(d->base, NULL);

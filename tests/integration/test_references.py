@@ -144,7 +144,7 @@ class References(unittest.TestCase):
         self.assertEqual(json.loads(body), {"model": "rs", "slices_reset": 2})
         self.assertEqual(d.http_post("/v1/models/nope/reference/reset")[0],
                          404)
-        self.assertEqual(d.http_get("/v1/models/rs/reference/reset")[0], 404)
+        self.assertEqual(d.http_get("/v1/models/rs/reference/reset")[0], 405)
 
         # The next 30 records warm up again: no window from them.
         d.send_lines(interleaved(rng, 30, "rs", ["a"]))
