@@ -103,7 +103,7 @@ static void add(struct builder *b, const void *data, size_t n)
 	size_t cap;
 	char *p;
 
-	if (b->oom)
+	if (b->oom || n == 0)
 		return;
 	if (b->len + n > b->cap) {
 		cap = b->cap ? b->cap : 512;
