@@ -115,6 +115,14 @@ static const struct name_val detector_names[] = {
     { "health", CONF_DET_HEALTH }, { "scores", CONF_DET_SCORES },
     { "classifier", CONF_DET_CLASSIFIER }, { NULL, 0 },
 };
+static const struct name_val event_names[] = {
+    { "drift.detected", CONF_EV_DRIFT }, { "calibration.degraded", CONF_EV_CALIBRATION },
+    { "embedding.collapse", CONF_EV_COLLAPSE }, { NULL, 0 },
+};
+static const struct name_val address_ranges[] = {
+    { "loopback", CONF_ALLOW_LOOPBACK }, { "private", CONF_ALLOW_PRIVATE },
+    { "link_local", CONF_ALLOW_LINK_LOCAL }, { NULL, 0 },
+};
 
 static check_fn check_path, check_listen, check_token, check_name, check_url, check_whsec,
     check_floor;
@@ -133,6 +141,12 @@ static const struct key_def keys[] = {
     { .sect = SK_DAEMON, .name = "shutdown_timeout", .type = KT_DURATION,
       .off = C_(shutdown_timeout_us, uint64_t), .def = "30s", .min = 0, .max = HOUR, .reload = true,
       .doc = "on SIGTERM, how long to drain windows and the store before exiting" },
+    { .sect = SK_DAEMON, .name = "webhook_concurrency", .type = KT_UINT,
+      .off = C_(webhook_concurrency, unsigned), .def = "16", .min = 1, .max = 1024, .reload = true,
+      .doc = "webhook delivery attempts in flight at once, over all endpoints" },
+    { .sect = SK_DAEMON, .name = "webhook_poll", .type = KT_DURATION,
+      .off = C_(webhook_poll_us, uint64_t), .def = "1s", .min = 10 * MS, .max = HOUR, .reload = true,
+      .doc = "how often the webhook outbox is checked for rows queued by others or redelivered" },
     { .sect = SK_DAEMON, .name = "job_timeout", .type = KT_DURATION,
       .off = C_(job_timeout_us, uint64_t), .def = "10m", .min = 0, .max = DAY, .reload = true,
       .doc = "a detector job running longer counts as a wedged worker and stops the "
@@ -315,6 +329,29 @@ static const struct key_def keys[] = {
     { .sect = SK_WEBHOOK, .name = "max_attempts", .type = KT_UINT,
       .off = W_(max_attempts, unsigned), .def = "20", .min = 1, .max = 1000, .reload = true,
       .doc = "attempts before the delivery is dead, whichever comes first with the horizon" },
+    { .sect = SK_WEBHOOK, .name = "retry.initial", .type = KT_DURATION,
+      .off = W_(retry_initial_us, uint64_t), .def = "5s", .min = 10 * MS, .max = DAY,
+      .reload = true,
+      .doc = "delay before the first retry; each further retry doubles it, with jitter" },
+    { .sect = SK_WEBHOOK, .name = "retry.max_delay", .type = KT_DURATION,
+      .off = W_(retry_max_delay_us, uint64_t), .def = "1h", .min = 10 * MS, .max = 30 * DAY,
+      .reload = true,
+      .doc = "longest delay between two attempts (a Retry-After header may ask for more)" },
+    { .sect = SK_WEBHOOK, .name = "events", .type = KT_FLAGS, .off = W_(events, unsigned),
+      .def = "drift.detected, calibration.degraded, embedding.collapse", .min = 1,
+      .names = event_names, .reload = true,
+      .doc = "event types sent to this endpoint, comma separated" },
+    { .sect = SK_WEBHOOK, .name = "allow_addresses", .type = KT_FLAGS,
+      .off = W_(allow_addresses, unsigned), .def = "", .min = 0, .names = address_ranges,
+      .reload = true,
+      .doc = "address ranges the url may resolve to besides public ones; empty = public only" },
+    { .sect = SK_WEBHOOK, .name = "ca_file", .type = KT_STRING, .off = W_(ca_file, char *),
+      .def = "", .min = 0, .max = PATH_MAX - 1, .check = check_path, .reload = true,
+      .doc = "PEM file of CA certificates trusted for https; empty = the system store" },
+    { .sect = SK_WEBHOOK, .name = "payload.max_slices", .type = KT_UINT,
+      .off = W_(payload_max_slices, unsigned), .def = "1000", .min = 1, .max = 100000,
+      .reload = true,
+      .doc = "slices listed in one event body; further ones are only counted (slices_total)" },
 };
 
 #define N_KEYS ARRAY_SIZE(keys)
@@ -1267,6 +1304,15 @@ static void check_model(struct parse *p, const struct sect *s)
     check_model_sizes(p, s, m);
 }
 
+static void check_webhook(struct parse *p, const struct sect *s)
+{
+    const struct conf_webhook *w = &p->c->webhooks[s->index];
+    size_t initial = key_index(SK_WEBHOOK, "retry.initial");
+
+    if (w->retry_initial_us > w->retry_max_delay_us)
+        key_error(p, s, cite(s, initial), "retry.initial", "longer than retry.max_delay");
+}
+
 static void check_listen_overlap(struct parse *p)
 {
     const struct conf *c = p->c;
@@ -1288,6 +1334,8 @@ static void check_all(struct parse *p)
                 key_error(p, s, 0, keys[k].name, "required key is missing");
         if (s->kind == SK_MODEL)
             check_model(p, s);
+        else if (s->kind == SK_WEBHOOK)
+            check_webhook(p, s);
     }
     check_listen_overlap(p);
     if (p->c->n_models == 0)

@@ -35,6 +35,17 @@ enum conf_log_level { CONF_LOG_ERR, CONF_LOG_WARNING, CONF_LOG_NOTICE, CONF_LOG_
 #define CONF_DET_SCORES      (1u << 6) /* scores: univariate tests on predicted scores */
 #define CONF_DET_CLASSIFIER  (1u << 7)
 
+/* Webhook event bitmask ([webhook.NAME] events); config names in comments. */
+#define CONF_EV_DRIFT        (1u << 0) /* drift.detected */
+#define CONF_EV_CALIBRATION  (1u << 1) /* calibration.degraded */
+#define CONF_EV_COLLAPSE     (1u << 2) /* embedding.collapse */
+
+/* Address ranges a webhook may reach besides public ones ([webhook.NAME]
+ * allow_addresses); config names in comments. */
+#define CONF_ALLOW_LOOPBACK   (1u << 0) /* loopback: 127.0.0.0/8, ::1 */
+#define CONF_ALLOW_PRIVATE    (1u << 1) /* private: 10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7 */
+#define CONF_ALLOW_LINK_LOCAL (1u << 2) /* link_local: 169.254/16 (cloud metadata), fe80::/10 */
+
 /* Model and webhook names: 1..64 of [A-Za-z0-9_.-]. */
 #define CONF_NAME_MAX 64
 
@@ -79,6 +90,12 @@ struct conf_webhook {
     uint64_t timeout_us;
     uint64_t retry_horizon_us;
     unsigned max_attempts;
+    uint64_t retry_initial_us;     /* first retry delay; doubles per attempt */
+    uint64_t retry_max_delay_us;   /* cap of one delay; >= retry_initial_us */
+    unsigned events;               /* CONF_EV_* mask, never 0 */
+    unsigned allow_addresses;      /* CONF_ALLOW_* mask; 0 = public addresses only */
+    char *ca_file;                 /* PEM CA bundle for https; NULL = system store */
+    unsigned payload_max_slices;   /* slices listed in one event; the rest are counted */
 };
 
 struct conf {
@@ -88,6 +105,8 @@ struct conf {
     unsigned workers;              /* 0 = one per CPU */
     enum conf_log_level log_level;
     uint64_t shutdown_timeout_us;
+    unsigned webhook_concurrency;  /* delivery attempts in flight at once */
+    uint64_t webhook_poll_us;      /* how often the outbox is checked for due rows */
     uint64_t job_timeout_us;       /* 0 = jobs never count as wedged */
     uint64_t status_interval_us;   /* sd_notify STATUS= refresh */
     /* [listen]: addresses are tcp://HOST:PORT (HOST may be [v6]) or unix:/path */

@@ -14,6 +14,7 @@
 #include "centroid.h"
 #include "conf.h"
 #include "correct.h"
+#include "hookev.h"
 #include "idlease.h"
 #include "labels.h"
 #include "latest.h"
@@ -506,6 +507,58 @@ static bool calibration_of(const struct eval *ev, const struct eng_job *j,
 	return true;
 }
 
+/* The evaluation's webhook events ride with its last window, so they
+ * commit in the transaction of the results they report (hookev.h).  A
+ * slice is in drift.detected when it alarms (ALARM_TESTS: its tests, the
+ * alarm.k of alarm.m rule met), in calibration.degraded when CAL says so. */
+static void add_events(struct hookev_batch *hb, const char *model,
+		       const struct win_closed *c, const struct store_test *alarm_tests,
+		       size_t n, const struct store_calibration *cal, bool last,
+		       struct store_window *w)
+{
+	struct hookev_slice s = {
+		.slice = c->slice, .window_id = c->window_id,
+		.start_us = c->start_us, .end_us = c->end_us, .n = c->n,
+		.reference_set_id = c->ref ? c->ref->id : 0,
+	};
+	struct store_test ct[2];
+	int err = 0;
+
+	if (alarm_tests)
+		err |= hookev_add(hb, HOOKEV_DRIFT, &s, alarm_tests, n);
+	if (cal && cal->degraded) {
+		ct[0] = (struct store_test){
+			.test = "ece", .statistic = cal->ece, .p_value = NO_VALUE,
+			.threshold = cal->reference_ece, .effect = NO_VALUE,
+			.bandwidth = NO_VALUE, .effect_floor = NO_VALUE,
+			.drifted = true,
+		};
+		ct[1] = ct[0];
+		ct[1].test = "brier";
+		ct[1].statistic = cal->brier;
+		ct[1].threshold = cal->reference_brier;
+		err |= hookev_add(hb, HOOKEV_CALIBRATION, &s, ct, 2);
+	}
+	if (last)
+		err |= hookev_take(hb, &w->events, &w->n_events);
+	if (err < 0)
+		log_err("model %s: out of memory building its webhook event; "
+			"slice %s may be missing from it", model, c->slice);
+}
+
+/* Events the last window could not carry (its detectors failed). */
+static void flush_events(struct eng *e, struct hookev_batch *hb,
+			 const char *model)
+{
+	const struct store_event *ev;
+	size_t n = 0;
+
+	if (hookev_take(hb, &ev, &n) < 0 || (n && store_put_events(e->store, ev, n) < 0))
+		log_err("model %s: webhook event lost (out of memory or "
+			"database queue full)", model);
+	hookev_batch_free(hb);
+}
+
 /* A reference that froze for this window brings its baseline along. */
 static void take_baseline(const struct eval *ev, const struct eng_job *j)
 {
@@ -542,7 +595,8 @@ static size_t insufficient_row(const struct eval *ev, const struct win_closed *c
 }
 
 static void write_window(struct eng *e, struct eval *ev, struct eng_job *j,
-			 size_t family, int64_t evaluated_us)
+			 size_t family, int64_t evaluated_us,
+			 struct hookev_batch *hb, bool last)
 {
 	struct eng_model *m = ev->model;
 	const struct win_closed *c = j->win;
@@ -598,6 +652,8 @@ static void write_window(struct eng *e, struct eval *ev, struct eng_job *j,
 	}
 	if (calibration_of(ev, j, ss, &cal))
 		w.calibration = &cal;
+	add_events(hb, m->name, c, d.alarm ? j->tests : NULL, j->n_tests,
+		   w.calibration, last, &w);
 	if (c->ref_new && !c->ref->persisted)
 		put_reference(e, ev, j);
 	if (store_put_window(e->store, &w) < 0) {
@@ -630,6 +686,7 @@ static void eval_finish(struct eval *ev)
 	struct eng_model *m = ev->model;
 	struct eng *e = m->eng;
 	int64_t now = wall_us();
+	struct hookev_batch *hb = hookev_batch_new(e->conf, m->name, now);
 	size_t i, family = 0;
 
 	for (i = 0; i < ev->n; i++) {
@@ -642,7 +699,9 @@ static void eval_finish(struct eval *ev)
 	decide(ev);
 	for (i = 0; i < ev->n; i++)
 		if (ev->jobs[i]->wq.status == 0)
-			write_window(e, ev, ev->jobs[i], family, now);
+			write_window(e, ev, ev->jobs[i], family, now, hb,
+				     i + 1 == ev->n);
+	flush_events(e, hb, m->name);
 	eval_free(ev);
 	e->evals_in_flight--;
 	m->evals_in_flight--;

@@ -16,6 +16,7 @@
 #include "conf.h"
 #include "config.h"
 #include "engine.h"
+#include "hook.h"
 #include "latest.h"
 #include "prom.h"
 #include "reader.h"
@@ -453,6 +454,7 @@ static void write_metrics(const struct http_srv *h, struct evbuffer *b)
 	model_families(b, &ml);
 	slice_families(h, b, &ml);
 	free(ml.m);
+	hook_write_metrics(h->ctx.hook, b);
 }
 
 /* ---- handlers ---- */
@@ -532,6 +534,32 @@ static void post_reference_reset(struct http_srv *h, struct evhttp_request *req,
 	evbuffer_free(b);
 }
 
+/* POST /v1/webhooks/{name}/test: queue a signed test event (driftctl
+ * webhooks test); 202 with its webhook-id, whose delivery then shows in
+ * driftd.webhook_deliveries. */
+static void post_webhook_test(struct http_srv *h, struct evhttp_request *req,
+			      const char *const *args)
+{
+	char id[HOOKEV_ID_LEN + 1];
+	struct evbuffer *b;
+	int rc = strlen(args[0]) <= CONF_NAME_MAX
+			 ? hook_send_test(h->ctx.hook, h->ctx.store, args[0], id) : -ENOENT;
+
+	if (rc == -ENOENT) {
+		http_error_json(req, 404, "no [webhook.%.64s] in the configuration", args[0]);
+		return;
+	}
+	if (rc < 0 || !(b = evbuffer_new())) {
+		http_error_json(req, 503, "cannot queue the test event: %s",
+				strerror(rc < 0 ? -rc : ENOMEM));
+		return;
+	}
+	/* A configured name is [A-Za-z0-9_.-]: nothing to escape. */
+	evbuffer_add_printf(b, "{\"id\":\"%s\",\"endpoint\":\"%s\"}\n", id, args[0]);
+	http_reply(req, 202, "application/json", b);
+	evbuffer_free(b);
+}
+
 /* One row per endpoint.  A handler on another branch becomes one row here;
  * patterns take {name} segments, passed to the handler in order. */
 static const struct route {
@@ -547,6 +575,7 @@ static const struct route {
 	{ EVHTTP_REQ_GET, "/v1/models/{m}/status", api_status },
 	{ EVHTTP_REQ_GET, "/v1/models/{m}/history", api_history },
 	{ EVHTTP_REQ_POST, "/v1/models/{m}/reference/reset", post_reference_reset },
+	{ EVHTTP_REQ_POST, "/v1/webhooks/{name}/test", post_webhook_test },
 };
 
 static void on_request(struct evhttp_request *req, void *arg)

@@ -2,7 +2,7 @@
  * pattern, handler) served by evhttp on the loop thread, with header,
  * body and time limits on every connection.  Routes: the status page at
  * /, /healthz, /readyz, /metrics (Prometheus text format) and the JSON API
- * under /v1 (api.h). */
+ * under /v1 (api.h), including POST /v1/webhooks/NAME/test. */
 #ifndef DRIFTD_HTTP_H
 #define DRIFTD_HTTP_H
 
@@ -17,6 +17,7 @@ struct eng;
 struct event_base;
 struct evbuffer;
 struct evhttp_request;
+struct hook;
 struct rdr;
 struct store;
 struct wq;
@@ -26,6 +27,7 @@ struct http_ctx {
 	struct store *store;
 	struct rdr *rdr;
 	struct wq *wq;
+	struct hook *hook;		/* POST /v1/webhooks/NAME/test, metrics */
 	const struct conf *const *conf;	/* the daemon's current config */
 	/* false with the reason (static text) while not ready */
 	bool (*is_ready)(void *arg, const char **why);

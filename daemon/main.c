@@ -15,6 +15,7 @@
 #include "conf.h"
 #include "config.h"
 #include "engine.h"
+#include "hook.h"
 #include "http.h"
 #include "idlease.h"
 #include "ingest.h"
@@ -38,6 +39,7 @@ struct daemon {
 	const char *config_path;
 	struct wq *wq;
 	struct store *store;
+	struct hook *hook;
 	struct rdr *rdr;		/* the JSON API's reads */
 	struct eng *eng;
 	struct ing *ing;
@@ -302,6 +304,7 @@ static bool is_ready(void *arg, const char **why)
 /* Opens ingest and tells systemd; the status line goes to STATUS. */
 static int go_ready(struct daemon *d, char *status, size_t len)
 {
+	hook_start(d->hook);
 	if (open_listeners(d, true) < 0) {
 		log_err("cannot start listeners");
 		d->exit_code = 1;
@@ -398,6 +401,13 @@ static void on_health_tick(evutil_socket_t fd, short what, void *arg)
 		log_notice("results can be kept again: live records accepted");
 }
 
+static void on_store_events(void *arg, unsigned queued, unsigned suppressed)
+{
+	struct daemon *d = arg;
+
+	hook_events_written(d->hook, queued, suppressed);
+}
+
 static void on_store_log(void *arg, int level, const char *msg)
 {
 	log_msg((enum log_level)level, "database: %s", msg);
@@ -429,9 +439,9 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
 	size_t conns = ing_connections(d->ing), evals = eng_in_flight(d->eng),
-	       pending = writes_left(d);
+	       pending = writes_left(d), hooks = hook_busy(d->hook);
 
-	if (conns == 0 && evals == 0 && pending == 0) {
+	if (conns == 0 && evals == 0 && pending == 0 && hooks == 0) {
 		if (store_pending(d->store))
 			log_notice("%zu database writes kept in the spill journal "
 				   "for the next start", store_pending(d->store));
@@ -448,9 +458,10 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 		log_warning("shutdown_timeout reached, abandoning: %zu client "
 			    "connections, %zu window evaluations (%zu detector "
 			    "jobs running, %zu queued), %zu results not yet in "
-			    "the database",
+			    "the database, %zu webhook attempts (sent again "
+			    "after restart)",
 			    conns, evals, wq_running(d->wq), wq_depth(d->wq),
-			    pending);
+			    pending, hooks);
 		event_base_loopexit(d->base, NULL);
 	}
 }
@@ -461,11 +472,13 @@ static void begin_shutdown(struct daemon *d)
 
 	d->stopping = true;
 	svc_stopping();
-	log_notice("stopping: draining connections, detector jobs and "
-		   "database writes (at most %llus); signal again to exit now",
+	log_notice("stopping: draining connections, detector jobs, database "
+		   "writes and webhook attempts (at most %llus); signal again "
+		   "to exit now",
 		   (unsigned long long)(d->conf->shutdown_timeout_us / 1000000u));
 	ing_stop_accepting(d->ing);
 	ing_close_all(d->ing);
+	hook_stop(d->hook);
 	d->drain_deadline_ms = now_ms() + d->conf->shutdown_timeout_us / 1000u;
 	d->drain_timer = event_new(d->base, -1, EV_PERSIST, on_drain_tick, d);
 	if (!d->drain_timer || event_add(d->drain_timer, &poll) < 0)
@@ -531,6 +544,8 @@ static void reload(struct daemon *d)
 		reload_done(d, "reload refused, see log");
 		return;
 	}
+	if (hook_reconfigure(d->hook, next) < 0)
+		log_err("reload: out of memory; webhooks keep their old endpoints");
 	if (conf_restart_keys(d->conf, next, keys, sizeof(keys)))
 		log_warning("reload: these keys change only after a restart: %s",
 			    keys);
@@ -597,6 +612,7 @@ static int setup(struct daemon *d)
 		.query_timeout_us = d->conf->query_timeout_us,
 		.max_pending = d->conf->max_pending,
 		.log = on_store_log,
+		.events = on_store_events,
 		.observe = on_store_timing,
 		.journal_max = d->conf->journal_max,
 		.want = on_store_want,
@@ -624,12 +640,14 @@ static int setup(struct daemon *d)
 		log_err("cannot start the database writer (bad DSN, or the spill "
 			"journal in %s cannot be opened)", d->journal_dir);
 	d->rdr = d->store ? rdr_new(d->base, d->conf->dsn, &ro) : NULL;
-	if (!d->wq || !d->store || !d->rdr)
+	d->hook = d->store ? hook_new(d->base, d->conf) : NULL;
+	if (!d->wq || !d->store || !d->rdr || !d->hook)
 		goto oom;
 	d->eng = eng_new(d->base, d->wq, d->store, d->conf);
 	d->ing = d->eng ? ing_new(d->base, d->eng) : NULL;
 	hc = (struct http_ctx){ .eng = d->eng, .store = d->store, .rdr = d->rdr,
-				.wq = d->wq, .conf = (const struct conf *const *)&d->conf,
+				.wq = d->wq, .hook = d->hook,
+				.conf = (const struct conf *const *)&d->conf,
 				.is_ready = is_ready, .arg = d };
 	d->http = d->eng ? http_new(d->base, &hc) : NULL;
 	if (!d->eng || !d->ing || !d->http)
@@ -664,6 +682,7 @@ static void teardown(struct daemon *d)
 	if (d->eng && d->ready)
 		eng_save_ids(d->eng);
 	eng_free(d->eng);
+	hook_free(d->hook);
 	store_free(d->store);
 	ids_free(d->ids);
 	free(d->journal_dir);

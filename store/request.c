@@ -13,11 +13,41 @@
 #include <string.h>
 #include <time.h>
 
+/* The outbox rows of struct store_event arrays, first parameter number P0
+ * (seven parameters).  An earlier event of the same endpoint, model and
+ * type that was not itself suppressed, created less than the cooldown
+ * before, makes the new row "suppressed": recorded, never sent.  ON
+ * CONFLICT makes a replay insert nothing. */
+#define EVENTS_CTE(P0, P1, P2, P3, P4, P5, P6)					\
+	"e AS (\n"								\
+	"  INSERT INTO driftd.webhook_outbox AS o\n"				\
+	"    (id, endpoint, event, model, body, created_at, next_attempt_at, status)\n" \
+	"  SELECT u.id, u.endpoint, u.event, u.model, u.body, u.created, now(),\n" \
+	"         CASE WHEN u.cooldown > 0 AND EXISTS (\n"			\
+	"                SELECT 1 FROM driftd.webhook_outbox p\n"		\
+	"                 WHERE p.endpoint = u.endpoint AND p.event = u.event\n" \
+	"                   AND p.model IS NOT DISTINCT FROM u.model\n"	\
+	"                   AND p.status <> 'suppressed'\n"			\
+	"                   AND p.created_at <= u.created\n"			\
+	"                   AND p.created_at > u.created - u.cooldown * interval '1 microsecond')\n" \
+	"              THEN 'suppressed' ELSE 'pending' END\n"		\
+	"    FROM unnest($" P0 "::text[], $" P1 "::text[], $" P2 "::text[], $" P3 "::text[],\n" \
+	"                $" P4 "::text[], $" P5 "::timestamptz[], $" P6 "::int8[])\n" \
+	"         AS u(id, endpoint, event, model, body, created, cooldown)\n"	\
+	"  ON CONFLICT (id) DO NOTHING\n"					\
+	"  RETURNING o.status\n"						\
+	")\n"
+
+#define EVENTS_COUNTS							\
+	"       (SELECT count(*) FROM e WHERE status = 'pending') AS events_queued,\n" \
+	"       (SELECT count(*) FROM e WHERE status = 'suppressed') AS events_suppressed"
+
 /* One statement, so one implicit transaction and one round trip: the window
- * row, its slice's resume state and all its test rows, or nothing.  ON
- * CONFLICT makes a replay insert nothing; "reused" flags a conflicting row
- * whose content differs, i.e. a window_id handed out twice.  (The final
- * SELECT sees the table as it was before the statement.) */
+ * row with its decision, its slice's resume state, all its test rows, its
+ * calibration row and the outbox rows of the events it raises, or nothing.  ON CONFLICT makes a replay insert
+ * nothing; "reused" flags a conflicting row whose content differs, i.e. a
+ * window_id handed out twice.  (The final SELECT sees the tables as they
+ * were before the statement.) */
 static const char window_sql[] =
 	"WITH w AS (\n"
 	"  INSERT INTO driftd.windows\n"
@@ -25,9 +55,9 @@ static const char window_sql[] =
 	"     status, reference_fallback, drifted, alarm, alpha, correction,\n"
 	"     family_size, alarm_k, alarm_m, recent_drifted, evaluated_at)\n"
 	"  VALUES ($1::text, $2::text, $3::int8, $4::timestamptz, $5::timestamptz,\n"
-	"          $6::int4, $7::int8, $18::text, $19::bool, $20::bool, $21::bool,\n"
-	"          $22::float8, $23::text, $24::int4, $25::int4, $26::int4, $27::int4,\n"
-	"          $28::timestamptz)\n"
+	"          $6::int4, $7::int8, $25::text, $26::bool, $27::bool, $28::bool,\n"
+	"          $29::float8, $30::text, $31::int4, $32::int4, $33::int4, $34::int4,\n"
+	"          $35::timestamptz)\n"
 	"  ON CONFLICT DO NOTHING\n"
 	"  RETURNING model, slice, window_id\n"
 	"), s AS (\n"
@@ -45,23 +75,97 @@ static const char window_sql[] =
 	"         u.effect_floor\n"
 	"    FROM w, unnest($9::text[], $10::float8[], $11::float8[], $12::float8[],\n"
 	"                   $13::bool[], $14::float8[], $15::float8[], $16::int4[],\n"
-	"                   $17::float8[])\n"
+	"                   $24::float8[])\n"
 	"         AS u(test, statistic, p_value, threshold, drifted, effect,\n"
 	"              bandwidth, permutations, effect_floor)\n"
 	"), c AS (\n"
 	"  INSERT INTO driftd.calibration_results\n"
 	"    (model, slice, window_id, n_labeled, labels_seen, ece, mce, brier, accuracy,\n"
 	"     reference_ece, reference_brier, degraded)\n"
-	"  SELECT w.model, w.slice, w.window_id, $29::int4, $30::int8, $31::float8,\n"
-	"         $32::float8, $33::float8, $34::float8, $35::float8, $36::float8, $37::bool\n"
-	"    FROM w WHERE $29::int4 IS NOT NULL\n"
-	")\n"
+	"  SELECT w.model, w.slice, w.window_id, $36::int4, $37::int8, $38::float8,\n"
+	"         $39::float8, $40::float8, $41::float8, $42::float8, $43::float8, $44::bool\n"
+	"    FROM w WHERE $36::int4 IS NOT NULL\n"
+	"), " EVENTS_CTE("17", "18", "19", "20", "21", "22", "23")
 	"SELECT (SELECT count(*) FROM w) AS inserted,\n"
 	"       EXISTS (SELECT 1 FROM driftd.windows o\n"
 	"                WHERE o.model = $1::text AND o.slice = $2::text\n"
 	"                  AND o.window_id = $3::int8\n"
 	"                  AND (o.window_start, o.window_end, o.n) IS DISTINCT FROM\n"
-	"                      ($4::timestamptz, $5::timestamptz, $6::int4)) AS reused";
+	"                      ($4::timestamptz, $5::timestamptz, $6::int4)) AS reused,\n"
+	EVENTS_COUNTS;
+
+/* Events on their own (test events): the same outbox insert. */
+static const char events_sql[] =
+	"WITH " EVENTS_CTE("1", "2", "3", "4", "5", "6", "7")
+	"SELECT 1::int8 AS inserted, false AS reused,\n" EVENTS_COUNTS;
+
+/* Claims due rows of the given endpoints ($1) for one delivery round:
+ * at most $2 rows, leased for $3 µs by pushing next_attempt_at ahead.
+ * Returns a tagged union: 'row' rows, then one 'next' row (µs until the
+ * next remaining row is due, NULL when none), then a 'disabled' row per
+ * endpoint a 410 disabled.  The 'next' branch excludes the rows claimed
+ * here: the statement's snapshot still shows them unclaimed. */
+static const char claim_sql[] =
+	"WITH off AS (\n"
+	"  SELECT name FROM driftd.webhook_endpoints WHERE disabled_at IS NOT NULL\n"
+	"), due AS (\n"
+	"  SELECT o.id FROM driftd.webhook_outbox o\n"
+	"   WHERE o.status IN ('pending', 'retrying') AND o.next_attempt_at <= now()\n"
+	"     AND o.endpoint = ANY ($1::text[]) AND o.endpoint NOT IN (SELECT name FROM off)\n"
+	"   ORDER BY o.next_attempt_at\n"
+	"   LIMIT $2::int4\n"
+	"   FOR UPDATE SKIP LOCKED\n"
+	"), claimed AS (\n"
+	"  UPDATE driftd.webhook_outbox o\n"
+	"     SET next_attempt_at = now() + $3::int8 * interval '1 microsecond'\n"
+	"    FROM due WHERE o.id = due.id\n"
+	"  RETURNING o.id, o.endpoint, o.event, o.body, o.attempts,\n"
+	"            (extract(epoch FROM now() - coalesce(o.first_attempt_at, now()))\n"
+	"             * 1000000)::int8 AS age_us\n"
+	")\n"
+	"SELECT 'row' AS kind, id, endpoint, event, body, attempts, age_us FROM claimed\n"
+	"UNION ALL\n"
+	"SELECT 'next', NULL, NULL, NULL, NULL, NULL,\n"
+	"       (extract(epoch FROM min(o.next_attempt_at) - now()) * 1000000)::int8\n"
+	"  FROM driftd.webhook_outbox o\n"
+	" WHERE o.status IN ('pending', 'retrying') AND o.endpoint = ANY ($1::text[])\n"
+	"   AND o.endpoint NOT IN (SELECT name FROM off)\n"
+	"   AND o.id NOT IN (SELECT id FROM claimed)\n"
+	"UNION ALL\n"
+	"SELECT 'disabled', NULL, name, NULL, NULL, NULL, NULL FROM off\n"
+	" WHERE name = ANY ($1::text[])";
+
+/* One finished attempt: the row's new state, a history row, and with a
+ * 410 the endpoint's disabled mark.  The guard on attempts skips a row
+ * that changed meanwhile (redelivered, or recorded by another daemon
+ * after the lease ran out); the history row then goes too.  Returns the
+ * count of rows updated (0 or 1). */
+static const char attempt_sql[] =
+	"WITH u AS (\n"
+	"  UPDATE driftd.webhook_outbox\n"
+	"     SET status = $3::text, attempts = $2::int4,\n"
+	"         first_attempt_at = coalesce(first_attempt_at, $7::timestamptz),\n"
+	"         last_attempt_at = $7::timestamptz,\n"
+	"         last_http_status = $4::int4, last_error = $5::text,\n"
+	"         next_attempt_at = CASE WHEN $3::text = 'retrying'\n"
+	"                                THEN now() + $6::int8 * interval '1 microsecond'\n"
+	"                                ELSE next_attempt_at END,\n"
+	"         delivered_at = CASE WHEN $3::text = 'delivered' THEN now() END\n"
+	"   WHERE id = $1::text AND attempts = $2::int4 - 1\n"
+	"  RETURNING id\n"
+	"), a AS (\n"
+	"  INSERT INTO driftd.webhook_attempts\n"
+	"    (delivery_id, attempt, started_at, duration_ms, http_status, error, address)\n"
+	"  SELECT id, $2::int4, $7::timestamptz, $8::float8, $4::int4, $5::text, $9::text\n"
+	"    FROM u\n"
+	"), d AS (\n"
+	"  INSERT INTO driftd.webhook_endpoints AS e (name, url, disabled_at, disabled_reason)\n"
+	"  SELECT $10::text, $11::text, now(), $5::text WHERE $10::text IS NOT NULL\n"
+	"  ON CONFLICT (name) DO UPDATE\n"
+	"    SET url = excluded.url, disabled_at = excluded.disabled_at,\n"
+	"        disabled_reason = excluded.disabled_reason\n"
+	")\n"
+	"SELECT count(*) FROM u";
 
 static const char reference_sql[] =
 	"INSERT INTO driftd.reference_sets (id, model, slice, n, dim, persist, data,\n"
@@ -165,17 +269,24 @@ static void int_param(struct builder *b, int64_t v)
 	end_param(b);
 }
 
-static void time_param(struct builder *b, int64_t us)
+/* PostgreSQL's timestamptz input, UTC; us is within 0..MAX_TIME_US. */
+static void format_time(char buf[64], int64_t us)
 {
 	time_t secs = (time_t)(us / 1000000);
 	struct tm tm;
 
 	gmtime_r(&secs, &tm);
-	begin_param(b);
-	addf(b, "%04d-%02d-%02d %02d:%02d:%02d.%06d+00", tm.tm_year + 1900,
-	     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-	     (int)(us % 1000000));
-	end_param(b);
+	snprintf(buf, 64, "%04d-%02d-%02d %02d:%02d:%02d.%06d+00", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		 (int)(us % 1000000));
+}
+
+static void time_param(struct builder *b, int64_t us)
+{
+	char t[64];
+
+	format_time(t, us);
+	text_param(b, t);
 }
 
 /* %.17g round-trips a double; PostgreSQL spells the specials its own way. */
@@ -234,6 +345,55 @@ static void array_param(struct builder *b, const struct store_window *w, elem_fn
 	end_param(b);
 }
 
+typedef void (*event_elem_fn)(struct builder *b, const struct store_event *e);
+
+static void ev_id(struct builder *b, const struct store_event *e) { add_quoted(b, e->id); }
+static void ev_endpoint(struct builder *b, const struct store_event *e) { add_quoted(b, e->endpoint); }
+static void ev_type(struct builder *b, const struct store_event *e) { add_quoted(b, e->type); }
+static void ev_body(struct builder *b, const struct store_event *e) { add_quoted(b, e->body); }
+static void ev_cooldown(struct builder *b, const struct store_event *e) { addf(b, "%" PRIu64, e->cooldown_us); }
+
+static void ev_model(struct builder *b, const struct store_event *e)
+{
+	if (e->model)
+		add_quoted(b, e->model);
+	else
+		add(b, "NULL", 4);
+}
+
+static void ev_created(struct builder *b, const struct store_event *e)
+{
+	char t[64];
+
+	format_time(t, e->created_us);
+	add_quoted(b, t);
+}
+
+/* One array parameter holding one field of every event. */
+static void event_array(struct builder *b, const struct store_event *ev, size_t n,
+			event_elem_fn elem)
+{
+	begin_param(b);
+	add(b, "{", 1);
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			add(b, ",", 1);
+		elem(b, &ev[i]);
+	}
+	add(b, "}", 1);
+	end_param(b);
+}
+
+/* The seven parameters of EVENTS_CTE. */
+static void event_params(struct builder *b, const struct store_event *ev, size_t n)
+{
+	static const event_elem_fn fields[] = { ev_id, ev_endpoint, ev_type, ev_model,
+						ev_body, ev_created, ev_cooldown };
+
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+		event_array(b, ev, n, fields[i]);
+}
+
 static void le32(unsigned char *p, float f)
 {
 	uint32_t u;
@@ -262,7 +422,8 @@ static void floats_param(struct builder *b, const float *data, size_t count)
 
 /* Parameters per kind, as the statements above take them. */
 static const unsigned char nparams[REQ__COUNT] = {
-	[REQ_REFERENCE] = 16, [REQ_WINDOW] = 37, [REQ_RETIRE] = 4,
+	[REQ_REFERENCE] = 16, [REQ_WINDOW] = 44, [REQ_EVENTS] = 7,
+	[REQ_CLAIM] = 3, [REQ_ATTEMPT] = 11, [REQ_RETIRE] = 4,
 };
 
 static int finish(struct builder *b, enum req_kind kind, struct req **out)
@@ -311,11 +472,24 @@ static bool valid_tests(const struct store_window *w)
 	return true;
 }
 
+static bool valid_events(const struct store_event *ev, size_t n)
+{
+	if (n && !ev)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!valid_name(ev[i].id) || !valid_name(ev[i].endpoint) ||
+		    !valid_name(ev[i].type) || !ev[i].body || ev[i].created_us < 0 ||
+		    ev[i].created_us > MAX_TIME_US || ev[i].cooldown_us > INT64_MAX)
+			return false;
+	return true;
+}
+
 static bool valid_window(const struct store_window *w)
 {
 	return valid_name(w->model) && valid_name(w->slice) &&
 	       w->start_us >= 0 && w->start_us <= w->end_us &&
-	       w->end_us <= MAX_TIME_US && w->n <= INT32_MAX && valid_tests(w);
+	       w->end_us <= MAX_TIME_US && w->n <= INT32_MAX && valid_tests(w) &&
+	       valid_events(w->events, w->n_events);
 }
 
 /* A double parameter; NaN is SQL NULL. */
@@ -414,12 +588,94 @@ int req_new_window(const struct store_window *w, struct req **out)
 	array_param(&b, w, elem_effect);
 	array_param(&b, w, elem_bandwidth);
 	array_param(&b, w, elem_permutations);
+	event_params(&b, w->events, w->n_events);
 	array_param(&b, w, elem_effect_floor);
 	text_param(&b, w->insufficient ? "insufficient_data" : "tested");
 	bool_param(&b, w->reference_fallback);
 	decision_params(&b, w->decision);
 	calibration_params(&b, w->calibration);
 	return finish(&b, REQ_WINDOW, out);
+}
+
+static void optional_text(struct builder *b, const char *s)
+{
+	if (s)
+		text_param(b, s);
+	else
+		null_param(b);
+}
+
+int req_new_claim(const char *const *endpoints, size_t n, unsigned limit,
+		  uint64_t lease_us, struct req **out)
+{
+	struct builder b = { 0 };
+
+	if (n == 0 || limit == 0 || limit > INT32_MAX || lease_us > INT64_MAX)
+		return -EINVAL;
+	begin_param(&b);
+	add(&b, "{", 1);
+	for (size_t i = 0; i < n; i++) {
+		if (!valid_name(endpoints[i])) {
+			free(b.buf);
+			return -EINVAL;
+		}
+		if (i)
+			add(&b, ",", 1);
+		add_quoted(&b, endpoints[i]);
+	}
+	add(&b, "}", 1);
+	end_param(&b);
+	int_param(&b, limit);
+	int_param(&b, (int64_t)lease_us);
+	return finish(&b, REQ_CLAIM, out);
+}
+
+static bool valid_attempt(const struct outbox_attempt *a)
+{
+	static const char *const statuses[] = { "delivered", "retrying", "dead" };
+	bool known = false;
+
+	for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++)
+		known |= a->status && strcmp(a->status, statuses[i]) == 0;
+	return known && valid_name(a->id) && a->attempt > 0 && a->attempt <= INT32_MAX &&
+	       a->started_us >= 0 && a->started_us <= MAX_TIME_US &&
+	       a->retry_in_us <= INT64_MAX && a->http_status >= 0 &&
+	       (!a->disable_endpoint || a->disable_url);
+}
+
+int req_new_attempt(const struct outbox_attempt *a, struct req **out)
+{
+	struct builder b = { 0 };
+
+	if (!valid_attempt(a))
+		return -EINVAL;
+	text_param(&b, a->id);
+	int_param(&b, a->attempt);
+	text_param(&b, a->status);
+	if (a->http_status)
+		int_param(&b, a->http_status);
+	else
+		null_param(&b);
+	optional_text(&b, a->error);
+	int_param(&b, (int64_t)a->retry_in_us);
+	time_param(&b, a->started_us);
+	begin_param(&b);
+	addf(&b, "%.3f", (double)a->duration_us / 1000.0);
+	end_param(&b);
+	optional_text(&b, a->address);
+	optional_text(&b, a->disable_endpoint);
+	optional_text(&b, a->disable_endpoint ? a->disable_url : NULL);
+	return finish(&b, REQ_ATTEMPT, out);
+}
+
+int req_new_events(const struct store_event *ev, size_t n, struct req **out)
+{
+	struct builder b = { 0 };
+
+	if (n == 0 || !valid_events(ev, n))
+		return -EINVAL;
+	event_params(&b, ev, n);
+	return finish(&b, REQ_EVENTS, out);
 }
 
 static const char *persist_name(enum store_persist p)
@@ -530,11 +786,19 @@ const char *req_sql(const struct req *r)
 	switch (r->kind) {
 	case REQ_WINDOW:
 		return window_sql;
-	case REQ_REFERENCE:
-		return reference_sql;
-	default:
+	case REQ_EVENTS:
+		return events_sql;
+	case REQ_CLAIM:
+		return claim_sql;
+	case REQ_ATTEMPT:
+		return attempt_sql;
+	case REQ_RETIRE:
 		return retire_sql;
+	case REQ_REFERENCE:
+	case REQ__COUNT:
+		break;
 	}
+	return reference_sql;
 }
 
 void req_describe(const struct req *r, char *buf, size_t len)
@@ -543,11 +807,22 @@ void req_describe(const struct req *r, char *buf, size_t len)
 	case REQ_WINDOW:
 		snprintf(buf, len, "window %s/%s/%s", r->values[0], r->values[1], r->values[2]);
 		return;
+	case REQ_EVENTS:
+		/* The ids, as an array literal: {"msg_...",...} */
+		snprintf(buf, len, "webhook events %s", r->values[0]);
+		return;
+	case REQ_CLAIM:
+		snprintf(buf, len, "outbox claim for %s", r->values[0]);
+		return;
+	case REQ_ATTEMPT:
+		snprintf(buf, len, "webhook %s attempt %s", r->values[0], r->values[1]);
+		return;
 	case REQ_REFERENCE:
 		snprintf(buf, len, "reference set %s (%s/%s)", r->values[0], r->values[1],
 			 r->values[2]);
 		return;
-	default:
+	case REQ_RETIRE:
+	case REQ__COUNT:
 		snprintf(buf, len, "reference retirement (%s/%s)", r->values[0],
 			 r->values[1] ? r->values[1] : "all slices");
 		return;
@@ -612,7 +887,10 @@ int req_decode(const unsigned char *in, size_t len, struct req **out)
 	size_t pos = 2;
 	int n;
 
-	if (len < 2 || in[0] >= REQ__COUNT || in[1] != nparams[in[0]])
+	/* Only the store queue's writes are ever journaled. */
+	if (len < 2 || (in[0] != REQ_REFERENCE && in[0] != REQ_WINDOW &&
+			in[0] != REQ_EVENTS && in[0] != REQ_RETIRE) ||
+	    in[1] != nparams[in[0]])
 		return -EINVAL;
 	n = in[1];
 	for (int i = 0; i < n; i++) {

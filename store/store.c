@@ -104,7 +104,7 @@ struct store {
 	 * goes to the journal whenever the database is not ready, the journal
 	 * already holds writes or memory is full, so the order is kept. */
 	struct req_list queue;
-	size_t n_queued, n_windows;
+	size_t n_queued, n_windows; /* windows and event writes (max_pending) */
 	struct jnl *jnl;    /* NULL: no journal */
 	struct req *jhead;  /* the journal's oldest write, decoded */
 	uint64_t appended, replayed;
@@ -606,6 +606,12 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 	leave(s);
 }
 
+/* Windows and event writes count against max_pending. */
+static bool counts_as_window(const struct req *r)
+{
+	return r->kind == REQ_WINDOW || r->kind == REQ_EVENTS;
+}
+
 static void pop_head(struct store *s)
 {
 	struct req *r = TAILQ_FIRST(&s->queue);
@@ -619,7 +625,7 @@ static void pop_head(struct store *s)
 	}
 	TAILQ_REMOVE(&s->queue, r, link);
 	s->n_queued--;
-	if (r->kind == REQ_WINDOW)
+	if (counts_as_window(r))
 		s->n_windows--;
 	req_free(r);
 }
@@ -670,10 +676,19 @@ static void spill_memory(struct store *s)
 		s->appended++;
 		TAILQ_REMOVE(&s->queue, r, link);
 		s->n_queued--;
-		if (r->kind == REQ_WINDOW)
+		if (counts_as_window(r))
 			s->n_windows--;
 		req_free(r);
 	}
+}
+
+static void events_written(struct store *s, const PGresult *res)
+{
+	unsigned queued = (unsigned)strtoul(PQgetvalue(res, 0, 2), NULL, 10);
+	unsigned suppressed = (unsigned)strtoul(PQgetvalue(res, 0, 3), NULL, 10);
+
+	if ((queued || suppressed) && s->opts.events && !s->free_pending)
+		s->opts.events(s->arg, queued, suppressed);
 }
 
 static void observe(struct store *s, const struct req *r)
@@ -692,10 +707,13 @@ static bool completed(struct store *s, const struct req *r, const PGresult *res)
 {
 	char what[256];
 
-	if (r->kind != REQ_WINDOW)
+	if (r->kind != REQ_WINDOW && r->kind != REQ_EVENTS)
 		return status_ok(res, PGRES_COMMAND_OK);
-	if (!status_ok(res, PGRES_TUPLES_OK) || PQntuples(res) != 1 || PQnfields(res) != 2)
+	if (!status_ok(res, PGRES_TUPLES_OK) || PQntuples(res) != 1 || PQnfields(res) != 4)
 		return false;
+	events_written(s, res);
+	if (r->kind == REQ_EVENTS)
+		return true;
 	s->written++;
 	observe(s, r);
 	if (strcmp(PQgetvalue(res, 0, 0), "0") != 0)
@@ -936,13 +954,13 @@ static int enqueue(struct store *s, struct req *r)
 	int err = 0;
 
 	if (s->jnl && (s->state != STORE_READY || !journal_empty(s) ||
-		       (r->kind == REQ_WINDOW && memory_full(s)))) {
+		       (counts_as_window(r) && memory_full(s)))) {
 		err = journal_put(s, r);
 	} else {
 		r->queued_us = mono_us();
 		TAILQ_INSERT_TAIL(&s->queue, r, link);
 		s->n_queued++;
-		if (r->kind == REQ_WINDOW)
+		if (counts_as_window(r))
 			s->n_windows++;
 	}
 	if (err == 0 && s->state == STORE_READY && !s->in_flight)
@@ -960,6 +978,19 @@ int store_put_window(struct store *s, const struct store_window *w)
 	if (!s->jnl && memory_full(s))
 		return -ENOBUFS;
 	err = req_new_window(w, &r);
+	return err ? err : enqueue(s, r);
+}
+
+int store_put_events(struct store *s, const struct store_event *ev, size_t n)
+{
+	struct req *r;
+	int err;
+
+	if (s->state == STORE_CLOSED)
+		return -EPIPE;
+	if (!s->jnl && memory_full(s))
+		return -ENOBUFS;
+	err = req_new_events(ev, n, &r);
 	return err ? err : enqueue(s, r);
 }
 

@@ -27,6 +27,9 @@ enum store_state {
 
 /* Levels are syslog's (LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG). */
 typedef void (*store_log_fn)(void *arg, int level, const char *msg);
+/* Outbox rows committed by one write: QUEUED to be sent, SUPPRESSED by a
+ * cooldown (replays count 0). */
+typedef void (*store_events_fn)(void *arg, unsigned queued, unsigned suppressed);
 
 /* What store_opts.observe measures, in microseconds. */
 enum store_timing {
@@ -47,6 +50,7 @@ struct store_opts {
 				      * go to the journal, or -ENOBUFS without one */
 	uint64_t migrate_timeout_us; /* 10 min: advisory lock wait and each migration */
 	store_log_fn log;            /* NULL: silent; called with the store's arg */
+	store_events_fn events;      /* NULL: not told; called with the store's arg */
 	/* NULL: not measured; called with the store's arg on each commit */
 	void (*observe)(void *arg, enum store_timing what, uint64_t us);
 	/* Spill journal (store/journal.h): writes wait there, on disk, while
@@ -94,6 +98,21 @@ struct store_calibration {
 	bool degraded;
 };
 
+/* A webhook event for the outbox (docs/webhooks.md).  Written in the same
+ * statement, so the same transaction, as the window that carries it. */
+struct store_event {
+	const char *id;        /* webhook-id, unique: a replay is recognised by it */
+	const char *endpoint;  /* [webhook.NAME] */
+	const char *type;      /* drift.detected, calibration.degraded, ..., test */
+	const char *model;     /* NULL: none (test events) */
+	const char *body;      /* JSON, stored, signed and sent byte for byte */
+	int64_t created_us;    /* raised at; cooldowns count from here */
+	uint64_t cooldown_us;  /* an earlier unsuppressed event of this endpoint,
+				* model and type less than this before it makes
+				* this one "suppressed" (recorded, never sent);
+				* 0 = never suppressed */
+};
+
 struct store_window {
 	const char *model, *slice;
 	int64_t window_id;        /* never reuse one: a replay is recognised by it */
@@ -107,6 +126,8 @@ struct store_window {
 	bool reference_fallback;  /* tested against the whole-model reference */
 	const struct store_decision *decision;       /* NULL: SQL NULLs */
 	const struct store_calibration *calibration; /* NULL: no row */
+	const struct store_event *events; /* outbox rows this result raises */
+	size_t n_events;          /* may be 0 */
 };
 
 enum store_persist {
@@ -154,11 +175,14 @@ int store_start(struct store *s);
  * dropped, so one bad row cannot stall the queue (see store_dropped()).
  * -EINVAL: malformed input (empty names, end < start, times outside
  * 1970..9999, duplicate test names, RAW without data, counts over INT32_MAX,
- * dim 0); -E2BIG: RAW data of 1 GiB or more; -ENOBUFS: max_pending windows
+ * dim 0, an event without id, endpoint, type or body); -E2BIG: RAW data of 1 GiB or more; -ENOBUFS: max_pending windows
  * are queued (references do not count); -EPIPE: the store is CLOSED;
  * -ENOMEM. */
 int store_put_reference(struct store *s, const struct store_reference *r);
 int store_put_window(struct store *s, const struct store_window *w);
+/* Outbox rows not tied to a window (test events); n >= 1.  Counts against
+ * max_pending like a window. */
+int store_put_events(struct store *s, const struct store_event *ev, size_t n);
 /* Retires the reference sets of MODEL (of one SLICE, or all when NULL)
  * created at or before AT_US: a restart no longer restores them.  REASON is
  * "reset" or "expired". */

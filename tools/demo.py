@@ -1,12 +1,14 @@
 #!/usr/bin/python3
 """The main job, end to end on one machine: a private PostgreSQL, driftd with
-conf/demo.ini, a synthetic embedding stream in which one slice drifts, then
-the drift history read back with SQL.  Run through tools/demo.sh."""
+conf/demo.ini, a synthetic embedding stream in which one slice drifts, the
+drift history read back with SQL, and the signed webhook the drift caused,
+verified by a local receiver.  Run through tools/demo.sh."""
 
 import datetime
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -20,7 +22,9 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "harness"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from pgtmp import PgCluster, server_user  # noqa: E402
+from webhook_receiver import Receiver, show  # noqa: E402
 
 DRIFTD = os.path.join(ROOT, "build", "daemon", "driftd")
 DIM = 64
@@ -28,6 +32,7 @@ REGIONS = ["eu", "us", "apac"]
 DEVICES = ["ios", "android"]
 DRIFTING = ("apac", "android")
 HTTP_PORT = 7371   # [listen] http in conf/demo.ini
+HOOK_PORT = 7372   # [webhook.retrain] url in conf/demo.ini
 
 
 def demo_dir():
@@ -106,16 +111,23 @@ def main():
             text = f.read().replace("@DSN@", pg.dsn).replace("@STATE@", work)
         with open(cfg, "w") as f:
             f.write(text)
+        secret = re.search(r"^secret = (\S+)", text, re.M).group(1)
+        receiver = Receiver(work, [secret], port=HOOK_PORT).start()
+        print(f"== a webhook receiver on 127.0.0.1:{HOOK_PORT} "
+              "(tests/integration/webhook_receiver.py)")
         log = open(os.path.join(work, "driftd.log"), "w")
         print(f"== driftd --config {cfg}   (log: {log.name})")
         proc = subprocess.Popen([DRIFTD, "--config", cfg], stdout=log,
                                 stderr=subprocess.STDOUT)
         try:
             run_stream(pg, work)
+            show_webhook(pg, receiver, cfg)
+            show_side_port(HTTP_PORT)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
             log.close()
+            receiver.stop()
         print(f"\n== driftd exited with {proc.returncode}; the log "
               f"is in {log.name}")
     if work.startswith(tempfile.gettempdir()):
@@ -154,7 +166,24 @@ def run_stream(pg, work):
     print("== SELECT * FROM driftd.latest_status")
     psql(pg, "SELECT slice, window_end, drifted, tests "
          "FROM driftd.latest_status ORDER BY drifted DESC, slice")
-    show_side_port(HTTP_PORT)
+
+
+def show_webhook(pg, receiver, cfg):
+    """The drift.detected call the drift caused, as the receiver got it,
+    and the outbox row behind it."""
+    got = receiver.wait(1, timeout=60)[0]
+    print(f"== the webhook the drift caused: POST {got['path']} on the "
+          "receiver, signature checked with the secret of [webhook.retrain]")
+    show(got)
+    print("\n== SELECT ... FROM driftd.webhook_deliveries "
+          "(later alarms within the cooldown are held back)")
+    psql(pg, "SELECT id, event, model, status, attempts, last_http_status "
+         "FROM driftd.webhook_deliveries ORDER BY created_at")
+    psql(pg, "SELECT count(*) AS suppressed_by_cooldown FROM driftd.webhook_suppressed")
+    print(f"== tools/driftctl --config {cfg} webhooks list")
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "driftctl"),
+                    "--config", cfg, "webhooks", "list"], check=False)
+    print()
 
 
 def show_side_port(port):

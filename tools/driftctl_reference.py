@@ -2,7 +2,6 @@
 
     driftctl reference reset MODEL
     driftctl reference load FILE [--model M] [--reset] [--ingest ADDR]
-                                 [--config FILE]
 
 reset calls POST /v1/models/MODEL/reference/reset on the side port: every
 slice of MODEL forgets its reference (and its open window) and warms up
@@ -15,35 +14,28 @@ uniform sample of reference.size per slice when there are more).  --model
 fills in records without "model"; --reset resets each model first, which a
 reference already in use needs (otherwise its slices answer
 reference_frozen).  The ingest address (and token) default to
-[listen] of --config (/etc/driftd/driftd.ini).
+[listen] of driftctl's --config.
 """
 
-import configparser
 import http.client
 import json
 import socket
 import sys
 import urllib.parse
 
+import driftctl_conn
+
 DEFAULT_INGEST = "tcp://127.0.0.1:7070"
-DEFAULT_CONFIG = "/etc/driftd/driftd.ini"
-
-
-class Failure(Exception):
-    pass
+Failure = driftctl_conn.Failure
 
 
 def read_listen(path):
     """[listen] of the daemon's config as a dict; empty when unreadable."""
-    parser = configparser.ConfigParser(
-        delimiters=("=", ":"), comment_prefixes=(";", "#"),
-        inline_comment_prefixes=(";",), interpolation=None, strict=False)
     try:
-        with open(path) as f:
-            parser.read_file(f)
-    except (OSError, configparser.Error):
+        cfg = driftctl_conn.read_config(path)
+    except Failure:
         return {}
-    return dict(parser["listen"]) if parser.has_section("listen") else {}
+    return dict(cfg["listen"]) if cfg.has_section("listen") else {}
 
 
 def first_address(value, default):
@@ -172,7 +164,4 @@ def register(sub):
     lo.add_argument("--ingest", help="ingest address (tcp://HOST:PORT, "
                                      "HOST:PORT or unix:/path); default "
                                      "[listen] ingest of --config")
-    lo.add_argument("-c", "--config", default=DEFAULT_CONFIG,
-                    help="driftd's configuration, for the ingest address "
-                         "and token (default %(default)s)")
     lo.set_defaults(func=run(cmd_load))

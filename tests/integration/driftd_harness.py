@@ -109,6 +109,8 @@ class Driftd:
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self.notify_path)
         env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, **self.env)
+        if getattr(self, "log", None):
+            self.log.close()
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             self.argv_prefix + [self.binary, "--config", self.config],

@@ -184,6 +184,8 @@ static void test_full_file(void **state)
     assert_int_equal(c->workers, 6);
     assert_int_equal(c->log_level, CONF_LOG_DEBUG);
     assert_int_equal(c->shutdown_timeout_us, 120 * SEC_US);
+    assert_int_equal(c->webhook_concurrency, 4);
+    assert_int_equal(c->webhook_poll_us, 250000);
     assert_int_equal(c->job_timeout_us, 90 * SEC_US);
     assert_int_equal(c->status_interval_us, 500000);
     assert_int_equal(c->n_ingest, 3);
@@ -254,6 +256,12 @@ static void test_full_file(void **state)
     assert_int_equal(w->timeout_us, 2 * SEC_US);
     assert_int_equal(w->retry_horizon_us, 7 * 86400 * SEC_US);
     assert_int_equal(w->max_attempts, 5);
+    assert_int_equal(w->retry_initial_us, 250000);
+    assert_int_equal(w->retry_max_delay_us, 600 * SEC_US);
+    assert_int_equal(w->events, CONF_EV_DRIFT | CONF_EV_COLLAPSE);
+    assert_int_equal(w->allow_addresses, CONF_ALLOW_LOOPBACK | CONF_ALLOW_PRIVATE);
+    assert_string_equal(w->ca_file, "/etc/driftd/ca.pem");
+    assert_int_equal(w->payload_max_slices, 7);
     conf_free(c);
 }
 
@@ -269,6 +277,8 @@ static void test_defaults(void **state)
     assert_int_equal(c->workers, 0);
     assert_int_equal(c->log_level, CONF_LOG_INFO);
     assert_int_equal(c->shutdown_timeout_us, 30 * SEC_US);
+    assert_int_equal(c->webhook_concurrency, 16);
+    assert_int_equal(c->webhook_poll_us, 1 * SEC_US);
     assert_int_equal(c->job_timeout_us, 600 * SEC_US);
     assert_int_equal(c->status_interval_us, 10 * SEC_US);
     assert_int_equal(c->n_ingest, 1);
@@ -328,6 +338,12 @@ static void test_webhook_defaults(void **state)
     assert_int_equal(w->timeout_us, 10 * SEC_US);
     assert_int_equal(w->retry_horizon_us, 24 * 3600 * SEC_US);
     assert_int_equal(w->max_attempts, 20);
+    assert_int_equal(w->retry_initial_us, 5 * SEC_US);
+    assert_int_equal(w->retry_max_delay_us, 3600 * SEC_US);
+    assert_int_equal(w->events, CONF_EV_DRIFT | CONF_EV_CALIBRATION | CONF_EV_COLLAPSE);
+    assert_int_equal(w->allow_addresses, 0);
+    assert_null(w->ca_file);
+    assert_int_equal(w->payload_max_slices, 1000);
     assert_null(conf_webhook_find(c, "x"));
     assert_null(conf_model_find(c, "w"));
     conf_free(c);
@@ -819,6 +835,35 @@ static void test_whsec(void **state)
 
 /* Values of token, dsn and secret may end up in logs through the error
  * message, so they are never quoted. */
+static void test_webhook_delivery_keys(void **state)
+{
+    (void)state;
+#define HOOK BASE "[webhook.w]\nurl = http://h\nsecret = " SECRET24 "\n"
+    struct conf *c = load_ok(HOOK "events = embedding.collapse\nallow_addresses = link_local\n"
+                                  "retry.initial = 20ms\nretry.max_delay = 20ms\n");
+    assert_int_equal(c->webhooks[0].events, CONF_EV_COLLAPSE);
+    assert_int_equal(c->webhooks[0].allow_addresses, CONF_ALLOW_LINK_LOCAL);
+    assert_int_equal(c->webhooks[0].retry_initial_us, 20000);
+    conf_free(c);
+    expect_err(HOOK "events =\n", "t.ini:11: [webhook.w] events: needs at least 1 name");
+    expect_err(HOOK "events = drift.detected, test\n",
+               "t.ini:11: [webhook.w] events: unknown name 'test' (known: drift.detected, "
+               "calibration.degraded, embedding.collapse)");
+    expect_err(HOOK "allow_addresses = public\n",
+               "t.ini:11: [webhook.w] allow_addresses: unknown name 'public' (known: loopback, "
+               "private, link_local)");
+    expect_err(HOOK "retry.initial = 5ms\n",
+               "t.ini:11: [webhook.w] retry.initial: '5ms' is out of range 10ms..1d");
+    expect_err(HOOK "retry.max_delay = 2s\nretry.initial = 3s\n",
+               "t.ini:12: [webhook.w] retry.initial: longer than retry.max_delay");
+    expect_err(HOOK "retry.max_delay = 2s\n",
+               "t.ini: [webhook.w] retry.initial: longer than retry.max_delay");
+    expect_err(HOOK "ca_file = ca.pem\n", "t.ini:11: [webhook.w] ca_file: 'ca.pem' is not an absolute path");
+    expect_err(BASE "[daemon]\nwebhook_concurrency = 0\n",
+               "t.ini:9: [daemon] webhook_concurrency: '0' is out of range 1..1024");
+#undef HOOK
+}
+
 static void test_secrets_not_echoed(void **state)
 {
     struct conf *c = NULL;
@@ -992,6 +1037,7 @@ int main(void)
         cmocka_unit_test(test_listen_addresses),
         cmocka_unit_test(test_url),
         cmocka_unit_test(test_whsec),
+        cmocka_unit_test(test_webhook_delivery_keys),
         cmocka_unit_test(test_secrets_not_echoed),
         cmocka_unit_test(test_errors_sorted_and_capped),
         cmocka_unit_test(test_small_error_buffer),

@@ -97,9 +97,9 @@ static unsigned count_files(const char *ext)
  * they are read; an empty journal has no segment left. */
 static void test_order_across_segments(void **state)
 {
-	struct jnl *j = open_ok(UINT64_C(4) << 20);	/* 512 KiB segments */
+	struct jnl *j = open_ok(UINT64_C(1) << 20);	/* 128 KiB segments */
 	unsigned char buf[1024];
-	unsigned i, n = 4000;
+	unsigned i, n = 1000;
 
 	for (i = 0; i < n; i++)
 		assert_int_equal(jnl_append(j, buf, make(i, buf)), 0);

@@ -385,6 +385,14 @@ static void test_views_have_contract_columns(void **state)
 	assert_int_equal(count(f, "SELECT 1 FROM information_schema.columns "
 				  "WHERE table_schema = 'driftd' AND table_name = "
 				  "'latest_status' AND column_name = 'tests' AND udt_name = '_text'"), 1);
+	assert_columns(f, "webhook_deliveries",
+		       "id text, event text, model text, endpoint text, status text, "
+		       "attempts integer, last_http_status integer, "
+		       "created_at timestamp with time zone, "
+		       "first_attempt_at timestamp with time zone, "
+		       "last_attempt_at timestamp with time zone, "
+		       "next_attempt_at timestamp with time zone, "
+		       "delivered_at timestamp with time zone, last_error text");
 }
 
 static void test_window_lands_in_drift_history(void **state)

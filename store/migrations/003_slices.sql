@@ -1,4 +1,4 @@
--- 002_slices: windows recorded without a test (insufficient_data), the
+-- 003_slices: windows recorded without a test (insufficient_data), the
 -- decision and its inputs per window, per-test effect-size floors,
 -- calibration results, reference sets that can be restored (vectors or a
 -- projection of them, scores, calibration baseline) and their retirement.
