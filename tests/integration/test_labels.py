@@ -5,6 +5,7 @@ driftd.calibration_history (checked against numpy), calibration.degraded is
 raised when ECE or Brier worsens beyond the margin over the reference, and
 labels that match nothing are refused and counted."""
 
+import json
 import os
 import sys
 import time
@@ -39,14 +40,19 @@ class Labels(DaemonCase):
     MODELS = (
         model_section("cal", DIM, slice_by="s", reference=NC, window=NC,
                       permutations=49, detectors="mmd, calibration",
-                      extra=CAL.format(k=1))
+                      extra=CAL.format(k=1) + "on_drift = cal-hook\n")
         + model_section("mc", DIM, reference=N, window=N, permutations=49,
                         detectors="mmd, calibration", extra=CAL.format(k=3))
         + model_section("ttl", DIM, reference=N, window=N, permutations=49,
                         detectors="mmd, calibration",
                         extra=CAL.format(k=1)
                         + "labels.ttl = 1s\nlabels.max_pending = 2\n")
-        + model_section("plain", DIM, reference=N, window=N))
+        + model_section("plain", DIM, reference=N, window=N)
+        # Nothing listens there: the outbox rows are what is checked.
+        + "[webhook.cal-hook]\nurl = http://127.0.0.1:9/hook\n"
+          "secret = whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"
+          "events = calibration.degraded\ncooldown = 0\n"
+          "allow_addresses = loopback\n")
     DRIFTD = {"log_level": "warning"}
 
     def expected(self, pairs, k=1):
@@ -117,6 +123,19 @@ class Labels(DaemonCase):
             "SELECT calibration_degraded FROM driftd.window_decisions "
             "WHERE model = 'cal' AND slice = 's=eu' ORDER BY window_id")
         self.assertEqual(view, [["f"], ["t"]])
+        # One calibration.degraded event for that evaluation, listing the
+        # slice and "*", with the window's ECE and Brier against the
+        # baseline's.
+        events = self.env.pg.psql(
+            "SELECT event, body::jsonb -> 'data' FROM driftd.webhook_outbox "
+            "WHERE model = 'cal'")
+        self.assertEqual(len(events), 1, events)
+        self.assertEqual(events[0][0], "calibration.degraded")
+        data = json.loads(events[0][1])
+        slices = {s["slice"]: s for s in data["slices"]}
+        self.assertEqual(set(slices), {"*", "s=eu"})
+        tests = {t["test"] for t in slices["s=eu"]["tests"]}
+        self.assertEqual(tests, {"ece", "brier"})
         m = self.d.metrics()
         self.assertGreaterEqual(
             m['driftd_model_labels_total{model="cal",outcome="joined"}'],
