@@ -460,10 +460,8 @@ static bool alarm_of(const struct eval *ev, struct win_slice_state *ss,
 		       (UINT64_C(1) << ev->dc.alarm_m) - 1;
 	uint64_t bits = ss ? ss->recent << 1 | drifted : drifted;
 
-	if (ss) {
+	if (ss)
 		ss->recent = bits;
-		ss->recent_n += ss->recent_n < 64;
-	}
 	*recent = (unsigned)__builtin_popcountll(bits & mask);
 	return *recent >= ev->dc.alarm_k;
 }
@@ -494,8 +492,6 @@ static bool calibration_of(const struct eval *ev, const struct eng_job *j,
 		ss->has_baseline = true;
 		ss->base_ece = j->cal.ece;
 		ss->base_brier = j->cal.brier;
-		ss->base_n = c->n_labeled;
-		ss->base_window_id = c->window_id;
 	}
 	if (ss->has_baseline) {
 		out->reference_ece = ss->base_ece;
@@ -571,8 +567,6 @@ static void take_baseline(const struct eval *ev, const struct eng_job *j)
 	ss->has_baseline = true;
 	ss->base_ece = j->ref_cal.ece;
 	ss->base_brier = j->ref_cal.brier;
-	ss->base_n = j->ref_cal_n;
-	ss->base_window_id = 0;
 }
 
 /* A window recorded without a test: one insufficient_data row whose
@@ -1396,7 +1390,6 @@ void eng_restore_reference(struct eng *e, const struct store_reference *r)
 		ss->has_baseline = true;
 		ss->base_ece = r->cal_ece;
 		ss->base_brier = r->cal_brier;
-		ss->base_n = r->cal_n;
 	}
 }
 

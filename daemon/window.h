@@ -101,11 +101,8 @@ void win_closed_free(struct win_closed *c);
  * window decisions (bit 0 = newest) and the calibration baseline. */
 struct win_slice_state {
 	uint64_t recent;
-	unsigned recent_n;		/* decisions in recent, up to 64 */
 	bool has_baseline;
 	double base_ece, base_brier;
-	unsigned base_n;
-	int64_t base_window_id;		/* 0: from the reference records */
 };
 
 struct win_model;
