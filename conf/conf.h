@@ -77,6 +77,7 @@ struct conf_model {
     double calibration_ece_margin;   /* ECE above the reference by more: degraded */
     double calibration_brier_margin; /* Brier above the reference by more: degraded */
     unsigned max_slices;           /* distinct slices tracked per model */
+    unsigned max_queued_windows;   /* backpressure above this many in flight */
     uint64_t seed;
     char *on_drift;                /* name of a defined webhook, or NULL */
 };
@@ -116,8 +117,13 @@ struct conf {
     size_t n_http;
     char *token;                   /* NULL = no client authentication */
     unsigned max_line;             /* bytes, 1 KiB..64 MiB */
+    unsigned max_frame;            /* bytes, header included, 1 KiB..64 MiB */
+    unsigned max_body;             /* HTTP request body, bytes */
     unsigned max_connections;
     uint64_t idle_timeout_us;
+    uint64_t handshake_timeout_us;
+    uint64_t frame_timeout_us;
+    uint64_t http_timeout_us;
     unsigned metrics_max_slices;   /* per model, slices with their own /metrics series */
     /* [store] */
     char *dsn;                     /* libpq connection string, never NULL */

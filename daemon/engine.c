@@ -54,6 +54,7 @@ struct eng_model {
 	/* Evaluations in submission order: decided in that order, so the
 	 * alarm history of a slice sees its windows one after the other. */
 	struct eval *evals_first, *evals_last;
+	size_t windows_in_flight;	/* closed, results not back yet */
 	bool removed;			/* freed when evals_in_flight hits 0 */
 	uint64_t records, windows;
 	struct lat *latest;		/* for /metrics */
@@ -179,11 +180,15 @@ static void job_run(struct wq_job *w)
 	j->run_us = mono_us() - t0;
 }
 
-static void job_free(struct eng_job *j)
+/* The window's buffer goes back to its model for the next window. */
+static void job_free(struct eng_model *m, struct eng_job *j)
 {
 	if (!j)
 		return;
-	win_closed_free(j->win);
+	if (m->removed)
+		win_closed_free(j->win);
+	else
+		win_recycle(m->win, j->win);
 	free(j->ref_proj);
 	free(j);
 }
@@ -668,7 +673,7 @@ static void model_release(struct eng_model *m);
 static void eval_free(struct eval *ev)
 {
 	for (size_t i = 0; i < ev->n; i++)
-		job_free(ev->jobs[i]);
+		job_free(ev->model, ev->jobs[i]);
 	for (size_t i = 0; i < ev->dc.n_floors; i++)
 		free(ev->dc.floors[i]);
 	free(ev->dc.floors);
@@ -696,6 +701,7 @@ static void eval_finish(struct eval *ev)
 			write_window(e, ev, ev->jobs[i], family, now, hb,
 				     i + 1 == ev->n);
 	flush_events(e, hb, m->name);
+	m->windows_in_flight -= ev->n;
 	eval_free(ev);
 	e->evals_in_flight--;
 	m->evals_in_flight--;
@@ -817,6 +823,8 @@ static void submit_eval(struct eng_model *m, struct win_closed *list)
 		return;
 	cover_ids(m);
 	ev = calloc(1, sizeof(*ev) + n * sizeof(ev->jobs[0]));
+	if (ev)
+		ev->model = m;
 	for (c = list; ev && c; c = c->next, i++)
 		if (!(ev->jobs[i] = calloc(1, sizeof(struct eng_job))))
 			break;
@@ -834,7 +842,6 @@ static void submit_eval(struct eng_model *m, struct win_closed *list)
 		}
 		return;
 	}
-	ev->model = m;
 	ev->n = ev->pending = n;
 	if (m->evals_last)
 		m->evals_last->next = ev;
@@ -842,6 +849,7 @@ static void submit_eval(struct eng_model *m, struct win_closed *list)
 		m->evals_first = ev;
 	m->evals_last = ev;
 	m->evals_in_flight++;
+	m->windows_in_flight += n;
 	m->eng->evals_in_flight++;
 	for (i = 0, c = list; c; i++) {
 		struct eng_job *j = ev->jobs[i];
@@ -1396,6 +1404,23 @@ void eng_restore_reference(struct eng *e, const struct store_reference *r)
 size_t eng_in_flight(const struct eng *e)
 {
 	return e->evals_in_flight;
+}
+
+int eng_pressure(const struct eng *e)
+{
+	int level = 0;
+	size_t i;
+
+	for (i = 0; i < e->n_models; i++) {
+		const struct eng_model *m = e->models[i];
+		size_t max = m->cfg->max_queued_windows;
+
+		if (m->windows_in_flight >= 2 * max)
+			return 2;
+		if (m->windows_in_flight >= max)
+			level = 1;
+	}
+	return level;
 }
 
 void eng_foreach_model(const struct eng *e,

@@ -67,6 +67,11 @@ int eng_reset_references(struct eng *e, const char *model);
 /* Evaluations submitted but not yet handed to the store. */
 size_t eng_in_flight(const struct eng *e);
 
+/* Backpressure from the detector queues: 0 when every model has fewer
+ * than max_queued_windows windows in flight, 1 when one has that many,
+ * 2 when one has twice that many. */
+int eng_pressure(const struct eng *e);
+
 struct eng_model_info {
 	const char *name;
 	const struct conf_model *cfg;

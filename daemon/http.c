@@ -16,8 +16,11 @@
 #include "conf.h"
 #include "config.h"
 #include "engine.h"
+#include "frame.h"
 #include "hook.h"
+#include "http_ingest.h"
 #include "latest.h"
+#include "ndjson.h"
 #include "prom.h"
 #include "reader.h"
 #include "reqparse.h"
@@ -35,6 +38,9 @@ struct http_srv {
 	struct evhttp *http;
 	struct http_ctx ctx;
 	struct api *api;
+	struct ndj_parser *parser;	/* for ingest bodies */
+	size_t max_line;
+	char *token;
 };
 
 /* ---- replies ---- */
@@ -375,6 +381,53 @@ static void store_families(const struct http_srv *h, struct evbuffer *b)
 	journal_families(h, b);
 }
 
+/* Limits and refusals of the ingest paths (ingest.c, http_ingest.c). */
+static void ingest_families(struct evbuffer *b)
+{
+	static const char *const http_causes[ST_HTTP_REFUSALS] = {
+		[ST_HTTP_AUTH] = "auth", [ST_HTTP_OVERLOADED] = "overloaded",
+	};
+	static const char *const timeouts[] = { "handshake", "frame", "idle" };
+	const uint64_t timeout_counts[] = { st.timeouts_handshake,
+					    st.timeouts_frame, st.timeouts_idle };
+	int e;
+
+	prom_counter(b, "driftd_frames_received_total",
+		     "Binary frames received.", st.frames_received);
+	prom_family(b, "driftd_frames_rejected_total", "counter",
+		    "Binary frames refused, by reason.");
+	for (e = FRM_ERR_VERSION; e <= FRM_ERR_TIMEOUT; e++)
+		prom_sample(b, "driftd_frames_rejected_total",
+			    (double)st.frames_rejected[e], "reason",
+			    frm_err_name((enum frm_err)e), NULL);
+	prom_counter(b, "driftd_auth_failures_total",
+		     "Clients refused for a missing or wrong token.",
+		     st.auth_failures);
+	prom_family(b, "driftd_connection_timeouts_total", "counter",
+		    "Ingest connections closed by a timeout, by kind.");
+	for (e = 0; e < 3; e++)
+		prom_sample(b, "driftd_connection_timeouts_total",
+			    (double)timeout_counts[e], "kind", timeouts[e], NULL);
+	prom_counter(b, "driftd_accept_errors_total",
+		     "Failed accepts (e.g. out of file descriptors).",
+		     st.accept_errors);
+	prom_counter(b, "driftd_ingest_pauses_total",
+		     "Times a connection stopped being read for backpressure.",
+		     st.ingest_pauses);
+	prom_gauge(b, "driftd_connections_paused",
+		   "Ingest connections not read now, for backpressure.",
+		   (double)st.connections_paused);
+	prom_counter(b, "driftd_http_ingest_requests_total",
+		     "POST /v1/ingest and /v1/labels requests.",
+		     st.http_ingest_requests);
+	prom_family(b, "driftd_http_ingest_refused_total", "counter",
+		    "HTTP ingest requests refused whole, by cause.");
+	for (e = 0; e < ST_HTTP_REFUSALS; e++)
+		prom_sample(b, "driftd_http_ingest_refused_total",
+			    (double)st.http_ingest_refused[e], "cause",
+			    http_causes[e], NULL);
+}
+
 static void write_metrics(const struct http_srv *h, struct evbuffer *b)
 {
 	static const char *const classes[] = { "1xx", "2xx", "3xx", "4xx", "5xx" };
@@ -403,6 +456,7 @@ static void write_metrics(const struct http_srv *h, struct evbuffer *b)
 		     st.connections_refused);
 	prom_gauge(b, "driftd_connections_open", "Ingest connections open.",
 		   (double)st.connections_open);
+	ingest_families(b);
 	prom_counter(b, "driftd_windows_closed_total",
 		     "Windows closed and sent to the detectors.", st.windows_closed);
 	prom_counter(b, "driftd_windows_written_total",
@@ -534,6 +588,32 @@ static void post_reference_reset(struct http_srv *h, struct evhttp_request *req,
 	evbuffer_free(b);
 }
 
+static void ingest(struct http_srv *h, struct evhttp_request *req,
+		   bool labels)
+{
+	struct hti_ctx c = {
+		.eng = h->ctx.eng,
+		.parser = h->parser,
+		.max_line = h->max_line,
+		.token = h->token,
+		.pressure = h->ctx.pressure(h->ctx.arg),
+	};
+
+	hti_handle(req, &c, labels);
+}
+
+static void post_ingest(struct http_srv *h, struct evhttp_request *req,
+			const char *const *args)
+{
+	ingest(h, req, false);
+}
+
+static void post_labels(struct http_srv *h, struct evhttp_request *req,
+			const char *const *args)
+{
+	ingest(h, req, true);
+}
+
 /* POST /v1/webhooks/{name}/test: queue a signed test event (driftctl
  * webhooks test); 202 with its webhook-id, whose delivery then shows in
  * driftd.webhook_deliveries. */
@@ -576,6 +656,8 @@ static const struct route {
 	{ EVHTTP_REQ_GET, "/v1/models/{m}/history", api_history },
 	{ EVHTTP_REQ_POST, "/v1/models/{m}/reference/reset", post_reference_reset },
 	{ EVHTTP_REQ_POST, "/v1/webhooks/{name}/test", post_webhook_test },
+	{ EVHTTP_REQ_POST, "/v1/ingest", post_ingest },
+	{ EVHTTP_REQ_POST, "/v1/labels", post_labels },
 };
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -616,7 +698,9 @@ struct http_srv *http_new(struct event_base *base, const struct http_ctx *ctx)
 	h->ctx = *ctx;
 	h->http = evhttp_new(base);
 	h->api = api_new(h);
-	if (!h->http || !h->api) {
+	h->parser = ndj_new();
+	h->max_line = HTTP_MAX_BODY;
+	if (!h->http || !h->api || !h->parser) {
 		http_free(h);
 		return NULL;
 	}
@@ -643,6 +727,21 @@ struct api *http_api(const struct http_srv *h)
 	return h->api;
 }
 
+int http_set_limits(struct http_srv *h, const struct conf *c)
+{
+	char *token = NULL;
+
+	if (c->token && !(token = strdup(c->token)))
+		return -ENOMEM;
+	free(h->token);
+	h->token = token;
+	h->max_line = c->max_line;
+	evhttp_set_max_body_size(h->http, c->max_body);
+	evhttp_set_timeout(h->http, (int)((c->http_timeout_us + 999999) /
+					  1000000));
+	return 0;
+}
+
 void http_free(struct http_srv *h)
 {
 	if (!h)
@@ -651,5 +750,7 @@ void http_free(struct http_srv *h)
 	api_free(h->api);
 	if (h->http)
 		evhttp_free(h->http);
+	ndj_free(h->parser);
+	free(h->token);
 	free(h);
 }

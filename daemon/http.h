@@ -1,8 +1,9 @@
 /* The HTTP side port (prefix http_): a route table of (method, path
  * pattern, handler) served by evhttp on the loop thread, with header,
  * body and time limits on every connection.  Routes: the status page at
- * /, /healthz, /readyz, /metrics (Prometheus text format) and the JSON API
- * under /v1 (api.h), including POST /v1/webhooks/NAME/test. */
+ * /, /healthz, /readyz, /metrics (Prometheus text format), the JSON API
+ * under /v1 (api.h), including POST /v1/webhooks/NAME/test, and POST
+ * /v1/ingest and /v1/labels (http_ingest.h). */
 #ifndef DRIFTD_HTTP_H
 #define DRIFTD_HTTP_H
 
@@ -31,6 +32,7 @@ struct http_ctx {
 	const struct conf *const *conf;	/* the daemon's current config */
 	/* false with the reason (static text) while not ready */
 	bool (*is_ready)(void *arg, const char **why);
+	int (*pressure)(void *arg);	/* ingest backpressure level, 0..2 */
 	void *arg;
 };
 
@@ -45,6 +47,10 @@ typedef void (*http_fn)(struct http_srv *h, struct evhttp_request *req,
 struct http_srv *http_new(struct event_base *base, const struct http_ctx *ctx);
 /* Takes ownership of the listening socket FD.  Returns 0 or -errno. */
 int http_add_listener(struct http_srv *h, int fd);
+/* Body size, timeout, token and line limit for POST /v1/ingest and
+ * /v1/labels (http_ingest.h), from C at start and on reload.  Returns 0
+ * or -ENOMEM. */
+int http_set_limits(struct http_srv *h, const struct conf *c);
 const struct http_ctx *http_ctx(const struct http_srv *h);
 struct api *http_api(const struct http_srv *h);
 void http_free(struct http_srv *h);

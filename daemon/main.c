@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -501,13 +502,29 @@ static void apply_limits(struct daemon *d, const struct conf *c)
 {
 	struct ing_limits l = {
 		.max_line = c->max_line,
+		.max_frame = c->max_frame,
 		.max_connections = c->max_connections,
 		.idle_timeout_us = c->idle_timeout_us,
+		.handshake_timeout_us = c->handshake_timeout_us,
+		.frame_timeout_us = c->frame_timeout_us,
 		.token = c->token,
 	};
 
-	if (ing_set_limits(d->ing, &l) < 0)
+	if (ing_set_limits(d->ing, &l) < 0 || http_set_limits(d->http, c) < 0)
 		log_err("reload: out of memory applying listener limits");
+}
+
+/* Ingest backpressure: the detector queues, and the database queue
+ * before it would have to drop results. */
+static int pressure(void *arg)
+{
+	struct daemon *d = arg;
+
+	/* Writes beyond max_pending go to the spill journal, which has its own
+	 * bound (store_accepting): only a slow database fills memory. */
+	if (store_pending_memory(d->store) >= d->conf->max_pending / 2)
+		return 2;
+	return eng_pressure(d->eng);
 }
 
 /* Before the first READY=1 systemd knows no reload, so it hears none. */
@@ -606,6 +623,24 @@ static int open_state(struct daemon *d)
 	return 0;
 }
 
+/* Each connection is a descriptor: take the hard limit, so that
+ * max_connections is what bounds them rather than EMFILE. */
+static void raise_fd_limit(unsigned want)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)want + 64)
+		log_warning("max_connections = %u, but only %llu file "
+			    "descriptors are allowed (RLIMIT_NOFILE)", want,
+			    (unsigned long long)rl.rlim_cur);
+}
+
 static int setup(struct daemon *d)
 {
 	struct store_opts so = {
@@ -626,6 +661,7 @@ static int setup(struct daemon *d)
 	};
 	struct http_ctx hc;
 
+	raise_fd_limit(d->conf->max_connections);
 	if (evthread_use_pthreads() < 0 || !(d->base = event_base_new())) {
 		log_err("cannot create the event loop");
 		return -1;
@@ -644,11 +680,11 @@ static int setup(struct daemon *d)
 	if (!d->wq || !d->store || !d->rdr || !d->hook)
 		goto oom;
 	d->eng = eng_new(d->base, d->wq, d->store, d->conf);
-	d->ing = d->eng ? ing_new(d->base, d->eng) : NULL;
+	d->ing = d->eng ? ing_new(d->base, d->eng, pressure, d) : NULL;
 	hc = (struct http_ctx){ .eng = d->eng, .store = d->store, .rdr = d->rdr,
 				.wq = d->wq, .hook = d->hook,
 				.conf = (const struct conf *const *)&d->conf,
-				.is_ready = is_ready, .arg = d };
+				.is_ready = is_ready, .pressure = pressure, .arg = d };
 	d->http = d->eng ? http_new(d->base, &hc) : NULL;
 	if (!d->eng || !d->ing || !d->http)
 		goto oom;

@@ -13,12 +13,17 @@
 #include <string.h>
 #include <time.h>
 
+#include "utf8.h"
+
 struct ndj_parser {
 	struct json_tokener *tok;
 	json_object *root;	/* kept alive: the record borrows its strings */
 	float *emb;
 	size_t emb_cap;
 	float scores[REC_MAX_SCORES];
+	char *str;		/* fast path: NUL-terminated string copies */
+	size_t str_cap, str_len;
+	bool slow_only;
 };
 
 static const char *const err_names[REC_ERR__COUNT] = {
@@ -37,6 +42,7 @@ static const char *const err_names[REC_ERR__COUNT] = {
 	[REC_ERR_REFERENCE_FROZEN] = "reference_frozen",
 	[REC_ERR_UNSUPPORTED] = "unsupported",
 	[REC_ERR_OVERLOADED] = "overloaded",
+	[REC_ERR_BAD_FRAME] = "bad_frame",
 	[REC_ERR_UNKNOWN_ID] = "unknown_id",
 };
 
@@ -66,7 +72,13 @@ void ndj_free(struct ndj_parser *p)
 	json_object_put(p->root);
 	json_tokener_free(p->tok);
 	free(p->emb);
+	free(p->str);
 	free(p);
+}
+
+void ndj_set_fast(struct ndj_parser *p, bool on)
+{
+	p->slow_only = !on;
 }
 
 static enum rec_err fail(enum rec_err e, char *msg, size_t msglen,
@@ -213,33 +225,27 @@ static bool valid_date(struct tm *tm, time_t *t)
 	       back.tm_mon == tm->tm_mon && back.tm_year == tm->tm_year;
 }
 
-/* RFC 3339 ("2026-11-29T12:00:00Z", fraction and offset optional) or a
- * number of unix seconds. */
-static enum rec_err parse_ts(json_object *o, int64_t *us, char *msg,
-			     size_t msglen)
+static bool ts_from_seconds(double v, int64_t *us)
+{
+	if (!isfinite(v) || v < 0 || v > 253402300799.0)
+		return false;
+	*us = (int64_t)(v * 1e6);
+	return true;
+}
+
+/* RFC 3339: "2026-11-29T12:00:00Z", fraction and offset optional. */
+static bool ts_from_text(const char *s, int64_t *us)
 {
 	struct tm tm;
-	const char *s, *rest;
+	const char *rest;
 	int64_t frac_us = 0;
 	int off = 0;
 	time_t t;
 
-	if (is_number(o)) {
-		double v = json_object_get_double(o);
-
-		if (!isfinite(v) || v < 0 || v > 253402300799.0)
-			return fail(REC_ERR_BAD_FIELD, msg, msglen,
-				    "ts is out of range");
-		*us = (int64_t)(v * 1e6);
-		return REC_OK;
-	}
-	if (json_object_get_type(o) != json_type_string)
-		goto bad;
-	s = json_object_get_string(o);
 	memset(&tm, 0, sizeof(tm));
 	rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
 	if (!rest)
-		goto bad;
+		return false;
 	if (*rest == '.') {
 		/* Digits, not strtod: 0.000249 must stay 249 µs exactly. */
 		int digits = 0;
@@ -248,7 +254,7 @@ static enum rec_err parse_ts(json_object *o, int64_t *us, char *msg,
 			if (digits < 6)
 				frac_us = frac_us * 10 + (*rest - '0');
 		if (digits == 0)
-			goto bad;
+			return false;
 		for (; digits < 6; digits++)
 			frac_us *= 10;
 	}
@@ -259,17 +265,31 @@ static enum rec_err parse_ts(json_object *o, int64_t *us, char *msg,
 
 		if (!two_digits(rest + 1, &hh) || rest[3] != ':' ||
 		    !two_digits(rest + 4, &mm) || hh > 23 || mm > 59)
-			goto bad;
+			return false;
 		off = (hh * 60 + mm) * 60 * (*rest == '-' ? -1 : 1);
 		rest += 6;
 	} else {
-		goto bad;
+		return false;
 	}
 	if (*rest != '\0' || !valid_date(&tm, &t) || t < 0)
-		goto bad;
+		return false;
 	*us = ((int64_t)t - off) * 1000000 + frac_us;
-	return REC_OK;
-bad:
+	return true;
+}
+
+/* RFC 3339 text or a number of unix seconds. */
+static enum rec_err parse_ts(json_object *o, int64_t *us, char *msg,
+			     size_t msglen)
+{
+	if (is_number(o)) {
+		if (!ts_from_seconds(json_object_get_double(o), us))
+			return fail(REC_ERR_BAD_FIELD, msg, msglen,
+				    "ts is out of range");
+		return REC_OK;
+	}
+	if (json_object_get_type(o) == json_type_string &&
+	    ts_from_text(json_object_get_string(o), us))
+		return REC_OK;
 	return fail(REC_ERR_BAD_FIELD, msg, msglen,
 		    "ts is not RFC 3339 (2026-11-29T12:00:00Z) nor unix seconds");
 }
@@ -336,49 +356,6 @@ static enum rec_err parse_role(json_object *o, struct record *r, char *msg,
 	return REC_OK;
 }
 
-/* Offset of the first byte that breaks RFC 3629 UTF-8 (overlong forms,
- * surrogates, beyond U+10FFFF, truncated sequences), or LEN. */
-static size_t utf8_invalid_at(const unsigned char *s, size_t len)
-{
-	size_t i = 0, n, k;
-	uint32_t cp, min;
-	uint64_t w;
-
-	while (i < len) {
-		if (len - i >= 8) {
-			memcpy(&w, s + i, 8);
-			if (!(w & 0x8080808080808080ULL)) {
-				i += 8;
-				continue;
-			}
-		}
-		if (s[i] < 0x80) {
-			i++;
-			continue;
-		}
-		if ((s[i] & 0xE0) == 0xC0) {
-			n = 1, cp = s[i] & 0x1F, min = 0x80;
-		} else if ((s[i] & 0xF0) == 0xE0) {
-			n = 2, cp = s[i] & 0x0F, min = 0x800;
-		} else if ((s[i] & 0xF8) == 0xF0) {
-			n = 3, cp = s[i] & 0x07, min = 0x10000;
-		} else {
-			return i;
-		}
-		if (len - i <= n)
-			return i;
-		for (k = 1; k <= n; k++) {
-			if ((s[i + k] & 0xC0) != 0x80)
-				return i;
-			cp = cp << 6 | (s[i + k] & 0x3F);
-		}
-		if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-			return i;
-		i += n + 1;
-	}
-	return len;
-}
-
 /* True when the line holds a \u0000 escape (not an escaped backslash
  * followed by "u0000"): struct record carries C strings, and a NUL would
  * silently cut a model name, slice label or id short. */
@@ -387,6 +364,8 @@ static bool has_nul_escape(const char *line, size_t len)
 	const char *p = line, *end = line + len, *hit;
 	size_t run;
 
+	if (!memchr(line, '\\', len))
+		return false;
 	while ((hit = memmem(p, (size_t)(end - p), "u0000", 5))) {
 		for (run = 0; hit - run > line && hit[-1 - (ptrdiff_t)run] == '\\';
 		     run++)
@@ -439,13 +418,6 @@ static enum rec_err tokenize(struct ndj_parser *p, const char *line,
 
 	json_object_put(p->root);
 	p->root = NULL;
-	end = utf8_invalid_at((const unsigned char *)line, len);
-	if (end < len)
-		return fail(REC_ERR_BAD_UTF8, msg, msglen,
-			    "invalid UTF-8 at byte %zu", end);
-	if (has_nul_escape(line, len))
-		return fail(REC_ERR_BAD_FIELD, msg, msglen,
-			    "strings must not contain \\u0000");
 	if (first_char(line, len) != '{')
 		return not_an_object(p, line, len, msg, msglen);
 	json_tokener_reset(p->tok);
@@ -470,15 +442,468 @@ static enum rec_err tokenize(struct ndj_parser *p, const char *line,
 	return REC_OK;
 }
 
+/* ---- fast path ----
+ *
+ * json-c builds an object per number, which makes a 768-value embedding
+ * cost more than the rest of the daemon's work on the record.  This path
+ * reads the common shape of a record directly: strict JSON, strings
+ * without escapes, the known fields plus skipped unknown ones.  Whenever
+ * anything is unusual it gives up and the json-c path above decides, so
+ * errors and their messages come from one place; whatever it accepts,
+ * the json-c path accepts with the same record (tests/fuzz/fuzz_ndjson.c
+ * checks this by parsing every input both ways). */
+
+#define FAST_MAX_DEPTH 4
+
+struct fast {
+	const char *p, *end;
+	struct ndj_parser *np;
+};
+
+static const double pow10_exact[] = {
+	1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+
+static void fast_ws(struct fast *f)
+{
+	while (f->p < f->end && (*f->p == ' ' || *f->p == '\t' ||
+				 *f->p == '\r'))
+		f->p++;
+}
+
+static bool fast_char(struct fast *f, char c)
+{
+	fast_ws(f);
+	if (f->p < f->end && *f->p == c) {
+		f->p++;
+		return true;
+	}
+	return false;
+}
+
+/* A string without escapes or control characters (quotes excluded). */
+static bool fast_string(struct fast *f, const char **s, size_t *n)
+{
+	const char *q;
+
+	if (!fast_char(f, '"'))
+		return false;
+	for (q = f->p; q < f->end && *q != '"'; q++)
+		if (*q == '\\' || (unsigned char)*q < 0x20)
+			return false;
+	if (q == f->end)
+		return false;
+	*s = f->p;
+	*n = (size_t)(q - f->p);
+	f->p = q + 1;
+	return true;
+}
+
+/* A NUL-terminated copy in the parser; the area holds the whole line. */
+static const char *fast_keep(struct fast *f, const char *s, size_t n)
+{
+	char *d = f->np->str + f->np->str_len;
+
+	memcpy(d, s, n);
+	d[n] = '\0';
+	f->np->str_len += n + 1;
+	return d;
+}
+
+static bool is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* strtod on a copy, for the numbers the exact shortcut cannot take. */
+static bool fast_strtod(const char *s, size_t n, double *out)
+{
+	char buf[64];
+
+	if (n >= sizeof(buf))
+		return false;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	*out = strtod(buf, NULL);
+	return true;
+}
+
+/* Digits from P, at most up to END; returns the count. */
+static size_t digit_run(const char *p, const char *end)
+{
+	const char *q = p;
+
+	while (q < end && is_digit(*q))
+		q++;
+	return (size_t)(q - p);
+}
+
+/* A strict JSON number, valued exactly as json-c values it: integers
+ * through int64, others through strtod.  With at most 19 significant
+ * digits below 2^53 and a power of ten up to 22, one IEEE multiply or
+ * divide is correctly rounded, so it equals strtod (Clinger). */
+static bool fast_number(struct fast *f, double *out, bool *integral)
+{
+	const char *p, *start, *ip, *fp = NULL, *end = f->end;
+	size_t in, fn = 0, i;
+	uint64_t m = 0;
+	int exp10, e = 0, esign = 1;
+	bool neg;
+
+	fast_ws(f);
+	p = start = f->p;
+	neg = p < end && *p == '-';
+	ip = p += neg;
+	in = digit_run(p, end);
+	if (in == 0 || (in > 1 && *ip == '0'))
+		return false;
+	p += in;
+	*integral = true;
+	if (p < end && *p == '.') {
+		*integral = false;
+		fp = ++p;
+		if ((fn = digit_run(p, end)) == 0)
+			return false;
+		p += fn;
+	}
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		*integral = false;
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			esign = *p++ == '-' ? -1 : 1;
+		if (p == end || !is_digit(*p))
+			return false;
+		for (; p < end && is_digit(*p); p++)
+			if (e < 100000)
+				e = e * 10 + (*p - '0');
+	}
+	f->p = p;
+	if (in + fn > 19)
+		return !*integral &&
+		       fast_strtod(start, (size_t)(p - start), out);
+	for (i = 0; i < in; i++)
+		m = m * 10 + (uint64_t)(ip[i] - '0');
+	for (i = 0; i < fn; i++)
+		m = m * 10 + (uint64_t)(fp[i] - '0');
+	if (*integral) {
+		/* Beyond 18 digits json-c leaves int64; "-0" is its int 0. */
+		if (in > 18 || (neg && m == 0))
+			return false;
+		*out = (double)(neg ? -(int64_t)m : (int64_t)m);
+		return true;
+	}
+	exp10 = esign * e - (int)fn;
+	if (m <= (UINT64_C(1) << 53) && exp10 >= -22 && exp10 <= 22) {
+		double v = (double)m;
+
+		v = exp10 < 0 ? v / pow10_exact[-exp10] : v * pow10_exact[exp10];
+		*out = neg ? -v : v;
+		return true;
+	}
+	return fast_strtod(start, (size_t)(p - start), out);
+}
+
+static bool fast_float(struct fast *f, float *out)
+{
+	double v;
+	bool integral;
+
+	if (!fast_number(f, &v, &integral))
+		return false;
+	*out = (float)v;
+	return isfinite(v) && isfinite(*out);
+}
+
+/* A non-empty array of numbers into the parser's embedding buffer. */
+static bool fast_embedding(struct fast *f, struct record *r)
+{
+	struct ndj_parser *p = f->np;
+	size_t n = 0;
+
+	if (!fast_char(f, '['))
+		return false;
+	do {
+		if (n == p->emb_cap) {
+			size_t cap = p->emb_cap ? p->emb_cap * 2 : 1024;
+			float *grown = realloc(p->emb, cap * sizeof(float));
+
+			if (!grown)
+				return false;
+			p->emb = grown;
+			p->emb_cap = cap;
+		}
+		if (!fast_float(f, &p->emb[n++]))
+			return false;
+	} while (fast_char(f, ','));
+	if (!fast_char(f, ']'))
+		return false;
+	r->embedding = p->emb;
+	r->dim = (unsigned)n;
+	return true;
+}
+
+static bool fast_scores(struct fast *f, struct record *r)
+{
+	struct ndj_parser *p = f->np;
+	size_t n = 0;
+
+	fast_ws(f);
+	if (f->p < f->end && *f->p != '[') {
+		if (!fast_float(f, &p->scores[0]))
+			return false;
+		n = 1;
+	} else {
+		if (!fast_char(f, '['))
+			return false;
+		do {
+			if (n == REC_MAX_SCORES ||
+			    !fast_float(f, &p->scores[n++]))
+				return false;
+		} while (fast_char(f, ','));
+		if (!fast_char(f, ']'))
+			return false;
+	}
+	r->scores = p->scores;
+	r->n_scores = (unsigned)n;
+	return true;
+}
+
+static bool fast_slice(struct fast *f, struct record *r)
+{
+	const char *k, *v;
+	size_t kn, vn, i;
+
+	if (!fast_char(f, '{'))
+		return false;
+	if (fast_char(f, '}'))
+		return true;
+	do {
+		if (r->n_labels == REC_MAX_LABELS || !fast_string(f, &k, &kn) ||
+		    !fast_char(f, ':') || !fast_string(f, &v, &vn))
+			return false;
+		k = fast_keep(f, k, kn);
+		for (i = 0; i < r->n_labels; i++)
+			if (!strcmp(r->labels[i].key, k))
+				return false;	/* json-c keeps the last */
+		r->labels[r->n_labels].key = k;
+		r->labels[r->n_labels++].value = fast_keep(f, v, vn);
+	} while (fast_char(f, ','));
+	return fast_char(f, '}');
+}
+
+static bool fast_literal(struct fast *f, const char *word)
+{
+	size_t n = strlen(word);
+
+	fast_ws(f);
+	if ((size_t)(f->end - f->p) < n || memcmp(f->p, word, n))
+		return false;
+	f->p += n;
+	return true;
+}
+
+/* Any JSON value of an unknown field, checked and skipped. */
+static bool fast_skip(struct fast *f, int depth)
+{
+	const char *s;
+	size_t n;
+	double v;
+	bool integral;
+
+	fast_ws(f);
+	if (f->p == f->end)
+		return false;
+	switch (*f->p) {
+	case '"':
+		return fast_string(f, &s, &n);
+	case '{':
+		if (depth >= FAST_MAX_DEPTH)
+			return false;
+		f->p++;
+		if (fast_char(f, '}'))
+			return true;
+		do {
+			if (!fast_string(f, &s, &n) || !fast_char(f, ':') ||
+			    !fast_skip(f, depth + 1))
+				return false;
+		} while (fast_char(f, ','));
+		return fast_char(f, '}');
+	case '[':
+		if (depth >= FAST_MAX_DEPTH)
+			return false;
+		f->p++;
+		if (fast_char(f, ']'))
+			return true;
+		do {
+			if (!fast_skip(f, depth + 1))
+				return false;
+		} while (fast_char(f, ','));
+		return fast_char(f, ']');
+	case 't':
+		return fast_literal(f, "true");
+	case 'f':
+		return fast_literal(f, "false");
+	case 'n':
+		return fast_literal(f, "null");
+	default:
+		return fast_number(f, &v, &integral);
+	}
+}
+
+static bool fast_label(struct fast *f, struct record *r)
+{
+	double v;
+	bool integral;
+
+	if (fast_literal(f, "true") || fast_literal(f, "false")) {
+		r->label = f->p[-1] == 'e' && f->p[-2] == 'u';
+	} else {
+		if (!fast_number(f, &v, &integral) || !integral || v < 0 ||
+		    v > 1e15)
+			return false;
+		r->label = (int64_t)v;
+	}
+	r->has_label = true;
+	return true;
+}
+
+static bool fast_ts(struct fast *f, struct record *r)
+{
+	const char *s;
+	size_t n;
+	double v;
+	bool integral;
+
+	fast_ws(f);
+	if (f->p < f->end && *f->p == '"') {
+		if (!fast_string(f, &s, &n) ||
+		    !ts_from_text(fast_keep(f, s, n), &r->ts_us))
+			return false;
+	} else if (!fast_number(f, &v, &integral) ||
+		   !ts_from_seconds(v, &r->ts_us)) {
+		return false;
+	}
+	r->has_ts = true;
+	return true;
+}
+
+enum fast_field { F_MODEL, F_ID, F_EMBEDDING, F_SCORES, F_SLICE, F_TS,
+		  F_LABEL, F_ROLE, F_OTHER };
+
+static enum fast_field field_of(const char *k, size_t n)
+{
+	static const char *const names[] = { "model", "id", "embedding",
+		"scores", "slice", "ts", "label", "role" };
+	unsigned i;
+
+	for (i = 0; i < F_OTHER; i++)
+		if (strlen(names[i]) == n && !memcmp(names[i], k, n))
+			return (enum fast_field)i;
+	return F_OTHER;
+}
+
+static bool fast_value(struct fast *f, enum fast_field field,
+		       struct record *r)
+{
+	const char *s;
+	size_t n;
+
+	switch (field) {
+	case F_MODEL:
+		if (!fast_string(f, &s, &n) || n == 0)
+			return false;
+		r->model = fast_keep(f, s, n);
+		return true;
+	case F_ID:
+		if (!fast_string(f, &s, &n) || n > 256)
+			return false;
+		r->id = fast_keep(f, s, n);
+		return true;
+	case F_EMBEDDING:
+		return fast_embedding(f, r);
+	case F_SCORES:
+		return fast_scores(f, r);
+	case F_SLICE:
+		return fast_slice(f, r);
+	case F_TS:
+		return fast_ts(f, r);
+	case F_LABEL:
+		return fast_label(f, r);
+	case F_ROLE:
+		if (!fast_string(f, &s, &n))
+			return false;
+		if (n == 4 && !memcmp(s, "live", 4))
+			r->role = REC_LIVE;
+		else if (n == 9 && !memcmp(s, "reference", 9))
+			r->role = REC_REFERENCE;
+		else
+			return false;
+		return true;
+	default:
+		return fast_skip(f, 1);
+	}
+}
+
+/* True with *r filled when the line is a record this path fully reads. */
+static bool fast_parse(struct ndj_parser *p, const char *line, size_t len,
+		       struct record *r)
+{
+	struct fast f = { line, line + len, p };
+	unsigned seen = 0;
+	enum fast_field field;
+	const char *k;
+	size_t kn;
+
+	if (len + 1 > p->str_cap) {
+		char *grown = realloc(p->str, len + 1);
+
+		if (!grown)
+			return false;
+		p->str = grown;
+		p->str_cap = len + 1;
+	}
+	p->str_len = 0;
+	if (!fast_char(&f, '{'))
+		return false;
+	do {
+		if (!fast_string(&f, &k, &kn) || !fast_char(&f, ':'))
+			return false;
+		field = field_of(k, kn);
+		if (field != F_OTHER) {
+			if (seen & (1u << field))
+				return false;	/* json-c keeps the last */
+			seen |= 1u << field;
+		}
+		if (!fast_value(&f, field, r))
+			return false;
+	} while (fast_char(&f, ','));
+	if (!fast_char(&f, '}') || !r->model)
+		return false;
+	fast_ws(&f);
+	return f.p == f.end;
+}
+
 enum rec_err ndj_parse(struct ndj_parser *p, const char *line, size_t len,
 		       struct record *r, char *msg, size_t msglen)
 {
 	json_object *v;
 	enum rec_err e;
+	size_t bad;
 
 	memset(r, 0, sizeof(*r));
 	if (len > INT32_MAX)
 		return fail(REC_ERR_OVERSIZE, msg, msglen, "line too long");
+	bad = utf8_invalid_at((const unsigned char *)line, len);
+	if (bad < len)
+		return fail(REC_ERR_BAD_UTF8, msg, msglen,
+			    "invalid UTF-8 at byte %zu", bad);
+	if (has_nul_escape(line, len))
+		return fail(REC_ERR_BAD_FIELD, msg, msglen,
+			    "strings must not contain \\u0000");
+	if (!p->slow_only && fast_parse(p, line, len, r))
+		return REC_OK;
+	memset(r, 0, sizeof(*r));
 	e = tokenize(p, line, len, msg, msglen);
 	if (e != REC_OK)
 		return e;

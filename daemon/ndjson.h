@@ -4,6 +4,8 @@
 #ifndef DRIFTD_NDJSON_H
 #define DRIFTD_NDJSON_H
 
+#include <stdbool.h>
+
 #include "record.h"
 
 struct ndj_parser;
@@ -11,6 +13,11 @@ struct ndj_parser;
 /* Returns NULL on allocation failure. */
 struct ndj_parser *ndj_new(void);
 void ndj_free(struct ndj_parser *p);
+
+/* The fast path (on by default) reads common records without json-c and
+ * gives way to it for anything else; off, every line goes through json-c.
+ * Both give the same results: this exists to test that they do. */
+void ndj_set_fast(struct ndj_parser *p, bool on);
 
 /* Parses LEN bytes (no newline needed, none allowed inside).  On success
  * fills *out and returns REC_OK.  On failure returns the reason and writes

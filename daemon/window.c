@@ -30,7 +30,7 @@ struct win_slice {
 	struct win_ref *ref;	/* frozen reference, NULL until first use */
 	/* current window */
 	float *cur, *cur_scores;
-	unsigned cur_n;
+	unsigned cur_n, cur_cap;
 	int64_t cur_start_us, cur_end_us;
 	struct cal_buf cal;
 	int64_t last_window_id;
@@ -47,6 +47,8 @@ struct win_model {
 	struct win_slice **table;	/* open addressing, power of two */
 	size_t table_size;
 	int64_t max_window_id;		/* highest id handed out or stored */
+	float *spare[WIN_SPARES];	/* recycled window buffers */
+	unsigned spare_cap[WIN_SPARES], n_spare;
 };
 
 /* Rows of data, then scores and labels when k > 0, in one block. */
@@ -99,6 +101,37 @@ void win_closed_free(struct win_closed *c)
 	free(c->cal_labels);
 	free(c->slice);
 	free(c);
+}
+
+void win_recycle(struct win_model *m, struct win_closed *c)
+{
+	if (!c)
+		return;
+	if (c->data && c->dim == m->p.dim && c->cap >= m->p.window_max &&
+	    m->n_spare < WIN_SPARES) {
+		m->spare_cap[m->n_spare] = c->cap;
+		m->spare[m->n_spare++] = c->data;
+		c->data = NULL;
+	}
+	win_closed_free(c);
+}
+
+/* A buffer for a new window: a recycled one when there is one. */
+static float *window_buffer(struct win_model *m, unsigned *cap)
+{
+	if (m->n_spare) {
+		m->n_spare--;
+		*cap = m->spare_cap[m->n_spare];
+		return m->spare[m->n_spare];
+	}
+	*cap = m->p.window_max;
+	return malloc((size_t)m->p.window_max * m->p.dim * sizeof(float));
+}
+
+static void drop_spares(struct win_model *m)
+{
+	while (m->n_spare)
+		free(m->spare[--m->n_spare]);
 }
 
 static uint64_t hash_str(const char *s)
@@ -319,7 +352,10 @@ int win_model_update(struct win_model *m, const struct win_params *p)
 			if (grow_rows(&s->cur, rows, m->p.dim) < 0 ||
 			    grow_rows(&s->cur_scores, rows, m->p.k) < 0)
 				return -ENOMEM;
+			if (s->cur)
+				s->cur_cap = (unsigned)rows;
 		}
+		drop_spares(m);	/* too small now */
 	}
 	m->p.window_size = p->window_size;
 	m->p.window_max = p->window_max;
@@ -336,6 +372,7 @@ void win_model_free(struct win_model *m)
 
 	if (!m)
 		return;
+	drop_spares(m);
 	for (i = 0; i < m->n_slices; i++)
 		slice_free(m->slices[i]);
 	for (i = 0; m->slice_by && i < m->p.n_slice_by; i++)
@@ -458,6 +495,7 @@ static struct win_closed *close_window(struct win_model *m, struct win_slice *s)
 	c->n = s->cur_n;
 	c->dim = m->p.dim;
 	c->data = s->cur;
+	c->cap = s->cur_cap;
 	c->scores = s->cur_scores;
 	c->k = m->p.k;
 	c->cal_scores = s->cal.scores;
@@ -492,14 +530,13 @@ static bool live_goes_to_reference(const struct win_model *m,
 	       (!s->ref_explicit && s->ref_build->n < m->p.reference_size);
 }
 
-static int open_window(const struct win_model *m, struct win_slice *s)
+static int open_window(struct win_model *m, struct win_slice *s)
 {
-	size_t rows = m->p.window_max;
-
-	if (!s->cur && !(s->cur = malloc(rows * m->p.dim * sizeof(float))))
+	if (!s->cur && !(s->cur = window_buffer(m, &s->cur_cap)))
 		return -ENOMEM;
 	if (m->p.k && !s->cur_scores &&
-	    !(s->cur_scores = malloc(rows * m->p.k * sizeof(float))))
+	    !(s->cur_scores = malloc((size_t)m->p.window_max * m->p.k *
+				     sizeof(float))))
 		return -ENOMEM;
 	return 0;
 }

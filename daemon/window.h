@@ -77,7 +77,8 @@ struct win_closed {
 	int64_t window_id;
 	int64_t start_us, end_us;	/* min and max record ts */
 	unsigned n, dim;
-	float *data;		/* n × dim, owned */
+	float *data;		/* n × dim, owned; room for cap rows */
+	unsigned cap;
 	const float *scores;	/* n × k, owned; NULL when k == 0 */
 	unsigned k;
 	/* (scores, label) pairs joined while the window was open: a uniform
@@ -95,7 +96,14 @@ struct win_closed {
 	unsigned short_of;	/* not WIN_TESTED: the size that fell short */
 };
 
+struct win_model;
+
 void win_closed_free(struct win_closed *c);
+
+/* Like win_closed_free, but M keeps C's sample buffer (up to WIN_SPARES of
+ * them) for its next windows: a new window then costs no fresh pages. */
+#define WIN_SPARES 2
+void win_recycle(struct win_model *m, struct win_closed *c);
 
 /* Per-slice state the decision keeps between windows: the last alarm_m
  * window decisions (bit 0 = newest) and the calibration baseline. */
@@ -104,8 +112,6 @@ struct win_slice_state {
 	bool has_baseline;
 	double base_ece, base_brier;
 };
-
-struct win_model;
 
 /* Copies what it needs from P.  NULL on allocation failure or when
  * reference_size < 2, dim == 0 or window_max == 0. */

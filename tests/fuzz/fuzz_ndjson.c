@@ -1,9 +1,12 @@
 /* libFuzzer harness for the NDJSON record codec (daemon/ndjson.c): any
  * bytes, as one line and split on newlines as the ingest path does, through
  * one long-lived parser like a connection's.  Besides the sanitizers it
- * checks what the codec promises about an accepted record, and reads every
- * borrowed byte so ASan sees stale or short buffers. */
+ * checks what the codec promises about an accepted record, reads every
+ * borrowed byte so ASan sees stale or short buffers, and parses each line
+ * again with the fast path off: both must give the same answer and, for
+ * an accepted record, the same record. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,41 +68,83 @@ static void check(enum rec_err e, const struct record *r, const char *msg)
 	}
 }
 
+static bool same_str(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+static bool same_floats(const float *a, const float *b, unsigned n)
+{
+	return (!a && !b) || (a && b && !memcmp(a, b, n * sizeof(float)));
+}
+
+/* The fast path and json-c must agree on every record either accepts. */
+static void compare(enum rec_err fe, const struct record *f,
+		    enum rec_err se, const struct record *s)
+{
+	if (fe != se)
+		abort();
+	if (fe != REC_OK)
+		return;
+	if (!same_str(f->model, s->model) || !same_str(f->id, s->id) ||
+	    f->has_ts != s->has_ts || (f->has_ts && f->ts_us != s->ts_us) ||
+	    f->role != s->role || f->dim != s->dim ||
+	    !same_floats(f->embedding, s->embedding, f->dim) ||
+	    f->n_scores != s->n_scores ||
+	    !same_floats(f->scores, s->scores, f->n_scores) ||
+	    f->has_label != s->has_label ||
+	    (f->has_label && f->label != s->label) ||
+	    f->n_labels != s->n_labels)
+		abort();
+	for (unsigned i = 0; i < f->n_labels; i++)
+		if (strcmp(f->labels[i].key, s->labels[i].key) ||
+		    strcmp(f->labels[i].value, s->labels[i].value))
+			abort();
+}
+
 /* Parses LEN bytes from an exact-size heap copy: no NUL after the line,
- * so a read past LEN is caught. */
-static void parse(struct ndj_parser *p, const uint8_t *line, size_t len,
-		  size_t msglen)
+ * so a read past LEN is caught.  SLOW parses it again with json-c only. */
+static void parse(struct ndj_parser *p, struct ndj_parser *slow,
+		  const uint8_t *line, size_t len, size_t msglen)
 {
 	char *copy = malloc(len ? len : 1);
-	char msg[256];
-	struct record r;
-	enum rec_err e;
+	char msg[256], smsg[256];
+	struct record r, sr;
+	enum rec_err e, se;
 
 	if (!copy)
 		return;
 	memcpy(copy, line, len);
 	memset(msg, 0, sizeof(msg));
 	e = ndj_parse(p, copy, len, &r, msg, msglen);
-	free(copy);
 	check(e, &r, msg);
+	se = ndj_parse(slow, copy, len, &sr, smsg, sizeof(smsg));
+	compare(e, &r, se, &sr);
+	free(copy);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	/* One parser for the whole run: state left over from any earlier
 	 * input must not change how a later one parses or crash it. */
-	static struct ndj_parser *p;
+	static struct ndj_parser *p, *slow;
 	const uint8_t *line = data, *end = data + size, *nl;
 
 	if (!p && !(p = ndj_new()))
 		abort();
-	parse(p, data, size, 256);
+	if (!slow) {
+		if (!(slow = ndj_new()))
+			abort();
+		ndj_set_fast(slow, false);
+	}
+	parse(p, slow, data, size, 256);
 	while (line < end) {
 		nl = memchr(line, '\n', (size_t)(end - line));
 		if (!nl)
 			nl = end;
 		/* A short message buffer on some lines exercises truncation. */
-		parse(p, line, (size_t)(nl - line), (nl - line) % 7 ? 256 : 9);
+		parse(p, slow, line, (size_t)(nl - line),
+		      (nl - line) % 7 ? 256 : 9);
 		line = nl + 1;
 	}
 	return 0;

@@ -196,8 +196,13 @@ static void test_full_file(void **state)
     assert_string_equal(c->http[0], "tcp://localhost:9001");
     assert_string_equal(c->token, "s3cret-Token_42");
     assert_int_equal(c->max_line, 4 * 1024 * 1024);
+    assert_int_equal(c->max_frame, 8 * 1024 * 1024);
+    assert_int_equal(c->max_body, 2 * 1024 * 1024);
     assert_int_equal(c->max_connections, 64);
     assert_int_equal(c->idle_timeout_us, 90 * SEC_US);
+    assert_int_equal(c->handshake_timeout_us, 3 * SEC_US);
+    assert_int_equal(c->frame_timeout_us, 20 * SEC_US);
+    assert_int_equal(c->http_timeout_us, 5 * SEC_US);
     assert_string_equal(c->dsn, "service=driftd");
     assert_int_equal(c->persist_reference, CONF_PERSIST_PROJECTED);
     assert_int_equal(c->query_timeout_us, 1500000);
@@ -216,6 +221,7 @@ static void test_full_file(void **state)
     assert_int_equal(m->window_size, 0);
     assert_int_equal(m->window_interval_us, 3600 * SEC_US);
     assert_int_equal(m->window_min_size, 50);
+    assert_int_equal(m->max_queued_windows, 3);
     assert_int_equal(m->detectors, 0xff);
     assert_int_equal(m->mmd_permutations, 0);
     assert_int_equal(m->mmd_bandwidth_points, 250);
@@ -287,8 +293,13 @@ static void test_defaults(void **state)
     assert_string_equal(c->http[0], "tcp://127.0.0.1:7071");
     assert_null(c->token);
     assert_int_equal(c->max_line, 1048576);
+    assert_int_equal(c->max_frame, 4 * 1048576);
+    assert_int_equal(c->max_body, 16 * 1048576);
     assert_int_equal(c->max_connections, 1024);
     assert_int_equal(c->idle_timeout_us, 300 * SEC_US);
+    assert_int_equal(c->handshake_timeout_us, 10 * SEC_US);
+    assert_int_equal(c->frame_timeout_us, 60 * SEC_US);
+    assert_int_equal(c->http_timeout_us, 30 * SEC_US);
     assert_int_equal(c->persist_reference, CONF_PERSIST_RAW);
     assert_int_equal(c->query_timeout_us, 30 * SEC_US);
     assert_int_equal(c->max_pending, 10000);
@@ -302,6 +313,7 @@ static void test_defaults(void **state)
     assert_int_equal(m->window_size, 0);
     assert_int_equal(m->window_interval_us, 600 * SEC_US);
     assert_int_equal(m->window_min_size, 20);
+    assert_int_equal(m->max_queued_windows, 16);
     assert_int_equal(m->mmd_permutations, 500);
     assert_int_equal(m->mmd_bandwidth_points, 1000);
     assert_true(m->centroid_threshold == 0.1);

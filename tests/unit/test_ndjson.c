@@ -697,6 +697,76 @@ static void test_err_names(void **state)
 	assert_string_equal(rec_err_name(REC_ERR_NOT_FINITE), "not_finite");
 }
 
+/* The fast path and the json-c path give the same answer and the same
+ * record, on numbers chosen to hit each branch of the fast reader (exact
+ * shortcut, strtod, integers, -0, limits of float32) and on the shapes it
+ * hands over to json-c (escapes, duplicates, NaN). */
+static void test_fast_path_agrees(void **state)
+{
+	static const char *const lines[] = {
+		"{\"model\":\"m\",\"embedding\":[0.1,-0.000001,1e-7,1E+3,"
+		"123456789012345678,1.2345678901234567890123,-0.0,0,5e-324,"
+		"3.4028234e38,0.30000000000000004,9007199254740993.5,1e22,"
+		"1e23,4.9406564584124654e-324]}",
+		"{\"model\":\"m\",\"embedding\":[-0],\"label\":true}",
+		"{\"model\":\"m\",\"embedding\":[1],\"label\":false}",
+		"{\"model\":\"m\",\"embedding\":[1],\"label\":7.0}",
+		"{\"model\":\"m\",\"embedding\":[1],\"slice\":{\"a\":\"1\","
+		"\"a\":\"2\"}}",
+		"{\"model\":\"m\",\"embedding\":[1],\"model\":\"n\"}",
+		"{\"model\":\"m\",\"embedding\":[01]}",
+		"{\"model\":\"m\",\"embedding\":[1.]}",
+		"{\"model\":\"m\",\"embedding\":[NaN]}",
+		"{\"model\":\"m\",\"embedding\":[1e39]}",
+		"{\"model\":\"m\",\"id\":\"q\\\"d\",\"embedding\":[1]}",
+		"{\"model\":\"m\",\"id\":12345,\"embedding\":[1]}",
+		"{\"model\":\"m\",\"embedding\":[1],\"ts\":"
+		"\"2026-11-29T12:00:00.5+01:00\",\"scores\":[0.25,0.75],"
+		"\"role\":\"reference\",\"x\":{\"y\":[1,{\"z\":null}]}}",
+		"{\"model\":\"m\",\"embedding\":[1],\"ts\":1764417600.25}",
+		"{\"model\":\"m\",\"embedding\":[1],\"ts\":-1}",
+		"{\"model\":\"m\",\"embedding\":[1],\"scores\":0.5} \t",
+		"{\"model\":\"\",\"embedding\":[1]}",
+		"{\"model\":\"m\",\"embedding\":[]}",
+		"{\"model\":\"m\",\"label\":4}",
+		"{\"model\":\"m\",\"embedding\":[1]} x",
+	};
+	struct ndj_parser *slow = ndj_new();
+	struct fixture *f = *state;
+	struct record s;
+	char smsg[MSG_LEN];
+	size_t i;
+
+	assert_non_null(slow);
+	ndj_set_fast(slow, false);
+	for (i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		enum rec_err fe = parse(f, lines[i]);
+		enum rec_err se = ndj_parse(slow, lines[i], strlen(lines[i]),
+					    &s, smsg, sizeof(smsg));
+
+		if (fe != se)
+			fail_msg("line %zu: fast %d, json-c %d", i, fe, se);
+		if (fe != REC_OK) {
+			assert_string_equal(f->msg, smsg);
+			continue;
+		}
+		assert_string_equal(f->r.model, s.model);
+		assert_int_equal(f->r.dim, s.dim);
+		if (f->r.dim)
+			assert_memory_equal(f->r.embedding, s.embedding,
+					    f->r.dim * sizeof(float));
+		assert_int_equal(f->r.n_scores, s.n_scores);
+		assert_int_equal(f->r.has_ts, s.has_ts);
+		assert_int_equal(f->r.ts_us, s.ts_us);
+		assert_int_equal(f->r.has_label, s.has_label);
+		assert_int_equal(f->r.label, s.label);
+		assert_int_equal(f->r.role, s.role);
+		assert_int_equal(f->r.n_labels, s.n_labels);
+		assert_true((f->r.id == NULL) == (s.id == NULL));
+	}
+	ndj_free(slow);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -737,6 +807,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_768_dims, setup, teardown),
 		cmocka_unit_test(test_err_names),
+		cmocka_unit_test_setup_teardown(test_fast_path_agrees, setup,
+						teardown),
 		/* Last: in the sanitizer build its out-of-bounds read aborts
 		 * the program, which would hide the tests after it. */
 		cmocka_unit_test_setup_teardown(
