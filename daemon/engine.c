@@ -280,7 +280,9 @@ static void eval_job_run(struct wq_job *w)
 
 /* ---- decision and store ---- */
 
-/* The tests' statistics, p-values and thresholds; decide() sets drifted. */
+/* The tests' statistics, p-values, effects and (for tests without a
+ * p-value) thresholds.  A p-value test leaves threshold NaN: decide() sets
+ * its corrected cut-off, and drifted for every test. */
 static size_t build_tests(const struct eval *ev, const struct eng_job *j,
 			  struct store_test *t)
 {
