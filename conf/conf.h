@@ -64,6 +64,20 @@ struct conf_model {
     unsigned mmd_permutations;     /* 0..100000 */
     unsigned mmd_bandwidth_points; /* subsample size for the median heuristic */
     double centroid_threshold;     /* cosine distance flagged as drift, in (0, 2] */
+    unsigned energy_permutations;  /* 0..100000 */
+    unsigned classifier_permutations; /* 0..100000 */
+    double classifier_holdout;     /* share of each sample held out, (0, 1) */
+    double classifier_l2;          /* ridge penalty on standardised weights */
+    unsigned classifier_max_iter;  /* L-BFGS iterations */
+    double health_collapse_drop;   /* relative effective-rank drop flagged, (0, 1] */
+    double health_uniformity_rise; /* rise of uniformity flagged, (0, 4] */
+    double health_norm_change;     /* relative change of the mean norm flagged */
+    double health_duplicate_rise;  /* rise of the near-duplicate share flagged, (0, 1] */
+    double health_duplicate_cosine; /* cosine similarity of near-duplicates, (0, 1] */
+    double scores_psi_threshold;   /* PSI flagged as drift */
+    double scores_js_threshold;    /* Jensen-Shannon distance flagged, (0, 1] */
+    unsigned projection_dim;       /* random projection for mmd, energy, classifier; 0 = off */
+    unsigned detector_memory;      /* bytes one detector may allocate for a window */
     double alpha;                  /* in (0, 1) */
     enum conf_correction correction;
     double effect_floor;           /* >= 0; effect size needed besides p < alpha */
@@ -131,7 +145,7 @@ struct conf {
     uint64_t query_timeout_us;
     unsigned max_pending;          /* closed windows queued in memory for the database */
     unsigned journal_max;          /* bytes of the spill journal in state_dir */
-    unsigned projection_dim;       /* persist_reference = projected: kept dimensions */
+    unsigned persist_projection_dim; /* persist_reference = projected: kept dimensions */
     uint64_t read_timeout_us;      /* JSON API reads, queue wait included */
     unsigned read_max_rows;        /* rows one JSON API read returns at most */
     struct conf_model *models;     /* >= 1, in file order */

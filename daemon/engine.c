@@ -11,7 +11,6 @@
 #include <time.h>
 
 #include "calibration.h"
-#include "centroid.h"
 #include "conf.h"
 #include "correct.h"
 #include "hookev.h"
@@ -19,9 +18,9 @@
 #include "labels.h"
 #include "latest.h"
 #include "log.h"
-#include "mmd.h"
+#include "projection.h"
+#include "registry.h"
 #include "rng.h"
-#include "rproj.h"
 #include "stats.h"
 #include "store.h"
 #include "window.h"
@@ -66,26 +65,29 @@ struct eng_model {
 
 /* Everything a job needs, copied so that a reload cannot pull it away. */
 struct det_params {
-	unsigned detectors;
-	struct mmd_params mmd;
+	unsigned detectors;	/* bit i selects det_registry[i] */
+	uint64_t seed;		/* the window's, recorded with its rows */
+	struct det_settings s;
 };
 
-#define MAX_TESTS 3
+#define MAX_TESTS (DET_COUNT * DET_MAX_ROWS)
 
+/* Results per registry entry: rc 0 = ran (rows in out), -ENOENT = not
+ * selected or not runnable on this window, else failed; why holds the
+ * reason for a skip, a failure or a row left out. */
 struct eng_job {
 	struct wq_job wq;
 	struct eval *eval;
 	struct win_closed *win;
 	struct det_params dp;
-	int mmd_rc, cen_rc;
-	struct mmd_result mmd;
-	struct cen_result cen;
+	int rc[DET_COUNT];
+	struct det_output out[DET_COUNT];
+	char why[DET_COUNT][DET_WHY_MAX];
 	uint64_t run_us;
 	/* calibration of the window's labeled pairs, and of the reference's
 	 * labeled rows when it froze for this window */
 	int cal_rc, ref_cal_rc;
-	struct cal_summary cal, ref_cal;
-	unsigned ref_cal_n;
+	struct cal_result cal, ref_cal;
 	float *ref_proj;	/* persist_reference = projected: the copy saved */
 	struct store_test tests[MAX_TESTS];
 	size_t n_tests;
@@ -94,7 +96,7 @@ struct eng_job {
 /* What the decision needs, copied at submission: a reload (or the model's
  * removal) cannot pull it away. */
 struct decision_cfg {
-	double alpha, effect_floor, centroid_threshold;
+	double alpha, effect_floor;
 	char **floors;			/* effect_floor.by_test, copied */
 	size_t n_floors;
 	enum corr_method correction;
@@ -164,19 +166,57 @@ static unsigned window_min_of(const struct conf_model *cfg)
 
 /* ---- jobs on workers ---- */
 
+/* The window as the detectors see it. */
+static struct det_input det_input_of(const struct win_closed *c, uint64_t seed)
+{
+	return (struct det_input){
+		.ref = c->ref->data, .n = c->ref->n,
+		.win = c->data, .m = c->n,
+		.dim = c->dim,
+		.ref_scores = c->ref->scores,
+		.win_scores = c->scores,
+		.k = c->k,
+		.seed = seed,
+	};
+}
+
+static bool any_projectable(unsigned detectors)
+{
+	for (size_t i = 0; i < DET_COUNT; i++)
+		if ((detectors & (1u << i)) && det_registry[i].projectable)
+			return true;
+	return false;
+}
+
 static void job_run(struct wq_job *w)
 {
 	struct eng_job *j = (struct eng_job *)w;
-	const struct win_closed *c = j->win;
+	struct det_input in = det_input_of(j->win, j->dp.seed);
+	struct det_projected proj = { .in = in };
+	int proj_rc = 0;
 	uint64_t t0 = mono_us();
 
-	j->mmd_rc = j->cen_rc = -ENOENT;
-	if (j->dp.detectors & CONF_DET_MMD)
-		j->mmd_rc = mmd_test(c->ref->data, c->ref->n, c->data, c->n,
-				     c->dim, &j->dp.mmd, &j->mmd);
-	if (j->dp.detectors & CONF_DET_CENTROID)
-		j->cen_rc = cen_shift(c->ref->data, c->ref->n, c->data, c->n,
-				      c->dim, &j->cen);
+	if (any_projectable(j->dp.detectors))
+		proj_rc = det_project(&in, &j->dp.s, &proj);
+	for (size_t i = 0; i < DET_COUNT; i++) {
+		const struct det_def *def = &det_registry[i];
+
+		j->rc[i] = -ENOENT;
+		j->why[i][0] = '\0';
+		/* calibration has no window run: the label join feeds it */
+		if (!(j->dp.detectors & (1u << i)) || !def->run)
+			continue;
+		if (def->projectable && proj_rc) {
+			j->rc[i] = proj_rc;
+			snprintf(j->why[i], sizeof j->why[i], "%s: projection "
+				 "failed: %s", def->name, strerror(-proj_rc));
+			continue;
+		}
+		j->rc[i] = det_run(def, def->projectable ? &proj.in : &in,
+				   &j->dp.s, &j->out[i], j->why[i],
+				   sizeof j->why[i]);
+	}
+	det_projected_free(&proj);
 	j->run_us = mono_us() - t0;
 }
 
@@ -193,23 +233,33 @@ static void job_free(struct eng_model *m, struct eng_job *j)
 	free(j);
 }
 
+/* X (n × d) projected to K dimensions with the matrix of SEED, into a new
+ * array (projection.h). */
+static float *project(const float *x, size_t n, size_t d, size_t k,
+		      uint64_t seed)
+{
+	float *r = malloc(d * k * sizeof(float)), *out = malloc(n * k * sizeof(float));
+
+	if (!r || !out || proj_matrix(d, k, seed, r) < 0 ||
+	    proj_apply(x, n, d, r, k, out) < 0) {
+		free(out);
+		out = NULL;
+	}
+	free(r);
+	return out;
+}
+
 /* A reference restored from a projected copy lives in the projected
  * space: the window goes there too before the tests. */
 static int project_window(struct win_closed *c)
 {
 	const struct win_ref *r = c->ref;
 	float *out;
-	int err;
 
 	if (!r->source_dim)
 		return 0;
-	if (!(out = malloc((size_t)c->n * r->dim * sizeof(float))))
+	if (!(out = project(c->data, c->n, c->dim, r->dim, r->proj_seed)))
 		return -ENOMEM;
-	err = rproj_apply(c->data, c->n, c->dim, r->dim, r->proj_seed, out);
-	if (err) {
-		free(out);
-		return err;
-	}
 	free(c->data);
 	c->data = out;
 	c->dim = r->dim;
@@ -221,24 +271,23 @@ static void calibrate_reference(struct eng_job *j)
 {
 	const struct win_ref *r = j->win->ref;
 	float *scores = NULL;
-	int32_t *labels = NULL;
-	unsigned n = 0;
+	int64_t *labels = NULL;
+	size_t n = 0;
 
 	j->ref_cal_rc = -ENOENT;
 	if (!r->k || !(scores = malloc((size_t)r->n * r->k * sizeof(float))) ||
-	    !(labels = malloc(r->n * sizeof(int32_t))))
+	    !(labels = malloc(r->n * sizeof(int64_t))))
 		goto out;
 	for (unsigned i = 0; i < r->n; i++) {
 		if (r->labels[i] == WIN_NO_LABEL)
 			continue;
-		memcpy(scores + (size_t)n * r->k, r->scores + (size_t)i * r->k,
+		memcpy(scores + n * r->k, r->scores + (size_t)i * r->k,
 		       r->k * sizeof(float));
 		labels[n++] = r->labels[i];
 	}
-	j->ref_cal_n = n;
 	if (n)
-		j->ref_cal_rc = cal_summarize(scores, labels, n, r->k,
-					      CAL_DEFAULT_BINS, &j->ref_cal);
+		j->ref_cal_rc = cal_metrics(scores, r->k, labels, n, NULL,
+					    &j->ref_cal);
 out:
 	free(scores);
 	free(labels);
@@ -253,71 +302,70 @@ static void eval_job_run(struct wq_job *w)
 	struct win_closed *c = j->win;
 	const struct decision_cfg *dc = &j->eval->dc;
 
-	if (c->status == WIN_TESTED) {
-		if (project_window(c) == 0)
-			job_run(w);
-		else
-			j->mmd_rc = j->cen_rc = -ENOMEM;
+	if (c->status == WIN_TESTED && project_window(c) == 0) {
+		job_run(w);
+	} else if (c->status == WIN_TESTED) {
+		for (size_t i = 0; i < DET_COUNT; i++)
+			j->rc[i] = -ENOMEM;
+		snprintf(j->why[0], sizeof(j->why[0]), "out of memory projecting "
+			 "the window onto its restored reference");
 	}
 	j->cal_rc = -ENOENT;
 	if (dc->calibration && c->n_labeled)
-		j->cal_rc = cal_summarize(c->cal_scores, c->cal_labels,
-					  c->n_labeled, c->k, CAL_DEFAULT_BINS,
-					  &j->cal);
+		j->cal_rc = cal_metrics(c->cal_scores, c->k, c->cal_labels,
+					c->n_labeled, NULL, &j->cal);
 	if (!c->ref_new)
 		return;
 	if (dc->calibration)
 		calibrate_reference(j);
-	if (dc->persist == CONF_PERSIST_PROJECTED && !c->ref->source_dim &&
-	    (j->ref_proj = malloc((size_t)c->ref->n * dc->projection_dim *
-				  sizeof(float))) &&
-	    rproj_apply(c->ref->data, c->ref->n, c->ref->dim,
-			dc->projection_dim, PROJECTION_SEED, j->ref_proj) < 0) {
-		free(j->ref_proj);
-		j->ref_proj = NULL;
-	}
+	if (dc->persist == CONF_PERSIST_PROJECTED && !c->ref->source_dim)
+		j->ref_proj = project(c->ref->data, c->ref->n, c->ref->dim,
+				      dc->projection_dim, PROJECTION_SEED);
 }
 
 /* ---- decision and store ---- */
 
-/* The tests' statistics, p-values, effects and (for tests without a
- * p-value) thresholds.  A p-value test leaves threshold NaN: decide() sets
- * its corrected cut-off, and drifted for every test. */
-static size_t build_tests(const struct eval *ev, const struct eng_job *j,
-			  struct store_test *t)
+/* One result row of a detector as it is stored: a p-valued row leaves
+ * its threshold NaN, for decide() to set the corrected cut-off; decide()
+ * sets drifted for every row. */
+static struct store_test store_row(const struct det_row *r)
+{
+	return (struct store_test){
+		.test = r->test,
+		.statistic = r->statistic,
+		.p_value = r->kind == DET_P_VALUE ? r->p_value : NO_VALUE,
+		.threshold = r->kind == DET_ABOVE ? r->threshold : NO_VALUE,
+		.effect = r->effect,
+		.bandwidth = r->bandwidth,
+		.permutations = r->permutations,
+	};
+}
+
+static size_t build_tests(const struct eng_job *j, struct store_test *t)
 {
 	size_t n = 0;
 
-	if (j->mmd_rc == 0) {
-		t[n++] = (struct store_test){
-			.test = "mmd",
-			.statistic = j->mmd.statistic,
-			.p_value = j->mmd.p_value,
-			.threshold = NO_VALUE,
-			.effect = j->mmd.statistic,
-			.bandwidth = j->mmd.bandwidth,
-			.permutations = j->mmd.permutations,
-		};
-	}
-	if (j->cen_rc == 0) {
-		t[n++] = (struct store_test){
-			.test = "centroid_cosine",
-			.statistic = j->cen.cosine,
-			.p_value = NO_VALUE,
-			.threshold = ev->dc.centroid_threshold,
-			.effect = j->cen.cosine,
-			.bandwidth = NO_VALUE,
-		};
-		t[n++] = (struct store_test){
-			.test = "centroid_euclidean",
-			.statistic = j->cen.euclidean,
-			.p_value = NO_VALUE,
-			.threshold = NO_VALUE,
-			.effect = j->cen.euclidean,
-			.bandwidth = NO_VALUE,
-		};
-	}
+	for (size_t i = 0; i < DET_COUNT; i++)
+		for (size_t r = 0; j->rc[i] == 0 && r < j->out[i].n_rows; r++)
+			t[n++] = store_row(&j->out[i].rows[r]);
 	return n;
+}
+
+/* Skipped, failed or partly dropped detectors, on the loop thread. */
+static void log_reasons(const char *model, const struct win_closed *c,
+			const struct eng_job *j)
+{
+	for (size_t i = 0; i < DET_COUNT; i++) {
+		if (!j->why[i][0])
+			continue;
+		log_msg(j->rc[i] == -ENOENT ? LOG_LVL_INFO :
+			j->rc[i] == 0 ? LOG_LVL_WARNING : LOG_LVL_ERR,
+			"model %s slice %s window %lld: %s%s", model, c->slice,
+			(long long)c->window_id,
+			j->rc[i] == -ENOENT || j->rc[i] == 0 ? "" :
+							       "detector failed: ",
+			j->why[i]);
+	}
 }
 
 static const char *corr_name(enum corr_method c)
@@ -417,8 +465,8 @@ static void put_reference(struct eng *e, const struct eval *ev,
 		.projection_seed = PROJECTION_SEED,
 	};
 
-	if (j->ref_cal_rc == 0 && j->ref_cal_n >= ev->dc.min_labels) {
-		r.cal_n = j->ref_cal_n;
+	if (j->ref_cal_rc == 0 && j->ref_cal.n >= ev->dc.min_labels) {
+		r.cal_n = j->ref_cal.n;
 		r.cal_ece = j->ref_cal.ece;
 		r.cal_brier = j->ref_cal.brier;
 	}
@@ -568,7 +616,7 @@ static void take_baseline(const struct eval *ev, const struct eng_job *j)
 	struct win_slice_state *ss;
 
 	if (!j->win->ref_new || j->ref_cal_rc != 0 ||
-	    j->ref_cal_n < ev->dc.min_labels ||
+	    j->ref_cal.n < ev->dc.min_labels ||
 	    !(ss = win_state(ev->model->win, j->win->ref->slice)))
 		return;
 	ss->has_baseline = true;
@@ -621,7 +669,7 @@ static void write_window(struct eng *e, struct eval *ev, struct eng_job *j,
 		.end_us = c->end_us,
 		.n = c->n,
 		.reference_set_id = tested ? c->ref->id : 0,
-		.seed = j->dp.mmd.seed,
+		.seed = j->dp.seed,
 		.tests = j->tests,
 		.n_tests = j->n_tests,
 		.insufficient = !tested,
@@ -629,11 +677,12 @@ static void write_window(struct eng *e, struct eval *ev, struct eng_job *j,
 		.decision = &d,
 	};
 
+	if (tested)
+		log_reasons(m->name, c, j);
 	if (tested && j->n_tests == 0) {
 		st.windows_failed++;
-		log_err("model %s slice %s window %lld: no detector ran "
-			"(mmd: %s)", m->name, c->slice, (long long)c->window_id,
-			strerror(-j->mmd_rc));
+		log_err("model %s slice %s window %lld: no detector produced "
+			"a result", m->name, c->slice, (long long)c->window_id);
 		return;
 	}
 	if (tested) {
@@ -694,7 +743,7 @@ static void eval_finish(struct eval *ev)
 		struct eng_job *j = ev->jobs[i];
 
 		if (j->wq.status == 0 && j->win->status == WIN_TESTED)
-			j->n_tests = build_tests(ev, j, j->tests);
+			j->n_tests = build_tests(j, j->tests);
 		family += is_tested(j);
 	}
 	decide(ev);
@@ -750,15 +799,31 @@ static uint64_t window_seed(const struct conf_model *cfg,
 static struct det_params det_params_of(const struct conf_model *cfg,
 				       const struct win_closed *c)
 {
-	struct det_params dp = {
+	return (struct det_params){
 		.detectors = cfg->detectors,
-		.mmd = {
-			.permutations = cfg->mmd_permutations,
-			.seed = window_seed(cfg, c),
-			.bandwidth_max_points = cfg->mmd_bandwidth_points,
+		.seed = window_seed(cfg, c),
+		.s = {
+			.alpha = cfg->alpha,
+			.correction = corr_of(cfg->correction),
+			.projection_dim = cfg->projection_dim,
+			.max_memory = cfg->detector_memory,
+			.mmd_permutations = cfg->mmd_permutations,
+			.mmd_bandwidth_points = cfg->mmd_bandwidth_points,
+			.centroid_threshold = cfg->centroid_threshold,
+			.energy_permutations = cfg->energy_permutations,
+			.classifier_permutations = cfg->classifier_permutations,
+			.classifier_holdout = cfg->classifier_holdout,
+			.classifier_l2 = cfg->classifier_l2,
+			.classifier_max_iter = cfg->classifier_max_iter,
+			.health_collapse_drop = cfg->health_collapse_drop,
+			.health_uniformity_rise = cfg->health_uniformity_rise,
+			.health_norm_change = cfg->health_norm_change,
+			.health_duplicate_rise = cfg->health_duplicate_rise,
+			.health_duplicate_cosine = cfg->health_duplicate_cosine,
+			.scores_psi_threshold = cfg->scores_psi_threshold,
+			.scores_js_threshold = cfg->scores_js_threshold,
 		},
 	};
-	return dp;
 }
 
 static int copy_floors(struct decision_cfg *dc, const struct conf_model *cfg)
@@ -780,7 +845,6 @@ static int decision_cfg_of(const struct eng *e, const struct conf_model *cfg,
 	*dc = (struct decision_cfg){
 		.alpha = cfg->alpha,
 		.effect_floor = cfg->effect_floor,
-		.centroid_threshold = cfg->centroid_threshold,
 		.correction = corr_of(cfg->correction),
 		.alarm_k = cfg->alarm_k,
 		.alarm_m = cfg->alarm_m,
@@ -790,7 +854,7 @@ static int decision_cfg_of(const struct eng *e, const struct conf_model *cfg,
 		.ece_margin = cfg->calibration_ece_margin,
 		.brier_margin = cfg->calibration_brier_margin,
 		.persist = e->conf->persist_reference,
-		.projection_dim = e->conf->projection_dim,
+		.projection_dim = e->conf->persist_projection_dim,
 		.window_min = window_min_of(cfg),
 		.reference_min = cfg->reference_min_size < cfg->reference_size ?
 					 cfg->reference_min_size :
@@ -1129,7 +1193,7 @@ static enum rec_err join_label(struct eng_model *m, const struct record *r,
 			 "older than labels.ttl)", r->id);
 		return REC_ERR_UNKNOWN_ID;
 	}
-	if (win_add_labeled(m->win, slice, scores, (int32_t)r->label) < 0) {
+	if (win_add_labeled(m->win, slice, scores, r->label) < 0) {
 		m->labels_unmatched++;
 		snprintf(msg, msglen, "the slice of record \"%.64s\" is gone "
 			 "(idle expiry or reset)", r->id);
@@ -1150,6 +1214,13 @@ static enum rec_err check_scores(const struct eng_model *m,
 		snprintf(msg, msglen, "model %s expects %u scores per record "
 			 "(scores.width), got %u", m->name, width, r->n_scores);
 		return REC_ERR_BAD_FIELD;
+	}
+	for (unsigned i = 0; i < width; i++) {
+		if (r->scores[i] < 0 || r->scores[i] > 1) {
+			snprintf(msg, msglen, "scores are probabilities: %g is "
+				 "outside [0, 1]", (double)r->scores[i]);
+			return REC_ERR_BAD_FIELD;
+		}
 	}
 	if (width && r->has_label && r->label >= label_classes(m->cfg)) {
 		snprintf(msg, msglen, "label %lld is not a class of model %s "
@@ -1386,7 +1457,7 @@ void eng_restore_reference(struct eng *e, const struct store_reference *r)
 		memcpy((float *)ref->scores, r->scores,
 		       (size_t)n * r->k * sizeof(float));
 		for (i = 0; i < n; i++)
-			((int32_t *)ref->labels)[i] = WIN_NO_LABEL;
+			((int64_t *)ref->labels)[i] = WIN_NO_LABEL;
 	}
 	if ((err = win_install_reference(m->win, ref)) < 0) {
 		log_info("model %s slice %s: saved reference %lld not restored: "

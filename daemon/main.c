@@ -1,4 +1,5 @@
 /* driftd: start-up, signals, reload and shutdown around the event loop. */
+#include <cblas.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -669,6 +670,9 @@ static int setup(struct daemon *d)
 	if (take_listeners(d) < 0 || open_state(d) < 0)
 		return -1;
 	so.journal_path = d->journal_dir;
+	/* Parallelism comes from the worker threads, one window each; BLAS
+	 * threads inside them would only contend for the same cores. */
+	openblas_set_num_threads(1);
 	d->wq = wq_new(d->base, d->conf->workers);
 	d->store = store_new(d->base, d->conf->dsn, &so, on_store_state,
 			     on_store_seq, d);

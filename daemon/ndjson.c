@@ -381,7 +381,9 @@ static char first_char(const char *line, size_t len)
 {
 	size_t i = 0;
 
-	while (i < len && (line[i] == ' ' || line[i] == '\t'))
+	/* JSON's whitespace, as the fast path skips it (no '\n' in a line). */
+	while (i < len &&
+	       (line[i] == ' ' || line[i] == '\t' || line[i] == '\r'))
 		i++;
 	return i < len ? line[i] : '\0';
 }

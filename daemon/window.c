@@ -15,7 +15,7 @@
 /* Labeled (scores, label) pairs: a reservoir sample of those offered. */
 struct cal_buf {
 	float *scores;
-	int32_t *labels;
+	int64_t *labels;
 	unsigned n;
 	uint64_t seen;
 };
@@ -51,13 +51,15 @@ struct win_model {
 	unsigned spare_cap[WIN_SPARES], n_spare;
 };
 
-/* Rows of data, then scores and labels when k > 0, in one block. */
+/* Rows of data, then scores and (aligned) labels when k > 0, in one
+ * block. */
 struct win_ref *win_ref_new(const char *slice, unsigned cap, unsigned dim,
 			    unsigned k)
 {
-	size_t rows = (size_t)cap * dim + (size_t)cap * k;
-	struct win_ref *r = malloc(sizeof(*r) + rows * sizeof(float) +
-				   (k ? (size_t)cap * sizeof(int32_t) : 0));
+	size_t floats = (size_t)cap * dim + (size_t)cap * k;
+	size_t labels_at = (sizeof(struct win_ref) + floats * sizeof(float) +
+			    sizeof(int64_t) - 1) & ~(sizeof(int64_t) - 1);
+	struct win_ref *r = malloc(labels_at + (k ? (size_t)cap * sizeof(int64_t) : 0));
 
 	if (!r)
 		return NULL;
@@ -71,7 +73,7 @@ struct win_ref *win_ref_new(const char *slice, unsigned cap, unsigned dim,
 	r->k = k;
 	if (k) {
 		r->scores = r->data + (size_t)cap * dim;
-		r->labels = (const int32_t *)(r->scores + (size_t)cap * k);
+		r->labels = (const int64_t *)((const char *)r + labels_at);
 	}
 	return r;
 }
@@ -393,9 +395,9 @@ static float *ref_scores(struct win_ref *b)
 	return (float *)b->scores;
 }
 
-static int32_t *ref_labels(struct win_ref *b)
+static int64_t *ref_labels(struct win_ref *b)
 {
-	return (int32_t *)b->labels;
+	return (int64_t *)b->labels;
 }
 
 /* Row J of the reference being built becomes the record R. */
@@ -406,7 +408,7 @@ static void set_ref_row(const struct win_model *m, struct win_ref *b,
 	if (!m->p.k)
 		return;
 	memcpy(ref_scores(b) + j * m->p.k, r->scores, m->p.k * sizeof(float));
-	ref_labels(b)[j] = r->has_label ? (int32_t)r->label : WIN_NO_LABEL;
+	ref_labels(b)[j] = r->has_label ? r->label : WIN_NO_LABEL;
 }
 
 /* Explicit reference records form a uniform reservoir sample of all the
@@ -551,7 +553,7 @@ static long cal_slot(const struct win_model *m, struct win_slice *s,
 
 	if (!b->scores) {
 		b->scores = malloc(cap * m->p.k * sizeof(float));
-		b->labels = malloc(cap * sizeof(int32_t));
+		b->labels = malloc(cap * sizeof(int64_t));
 		if (!b->scores || !b->labels) {
 			cal_free(b);
 			return -2;
@@ -565,7 +567,7 @@ static long cal_slot(const struct win_model *m, struct win_slice *s,
 }
 
 static int add_pair(const struct win_model *m, struct win_slice *s,
-		    const float *scores, int32_t label)
+		    const float *scores, int64_t label)
 {
 	long j = cal_slot(m, s, &s->cal);
 
@@ -600,7 +602,7 @@ static enum rec_err add_live(struct win_model *m, struct win_slice *s,
 		return add_live(m, s, r, ts, out);
 	}
 	if (m->p.k && r->has_label && add_pair(m, s, r->scores,
-					       (int32_t)r->label) < 0)
+					       r->label) < 0)
 		return REC_ERR_OVERSIZE;
 	if (s->cur_n == 0)
 		s->cur_start_us = s->cur_end_us = ts;
@@ -658,7 +660,7 @@ enum rec_err win_add(struct win_model *m, const struct record *r,
 }
 
 int win_add_labeled(struct win_model *m, const char *slice,
-		    const float *scores, int32_t label)
+		    const float *scores, int64_t label)
 {
 	struct win_slice *s = slice_find(m, slice);
 
@@ -816,7 +818,7 @@ size_t win_slice_count(const struct win_model *m)
 size_t win_memory(const struct win_model *m)
 {
 	size_t i, bytes = 0, pair = (m->p.k ? m->p.k * sizeof(float) +
-						sizeof(int32_t) : 0);
+						sizeof(int64_t) : 0);
 
 	for (i = 0; i < m->n_slices; i++) {
 		const struct win_slice *s = m->slices[i];

@@ -30,11 +30,11 @@ struct win_ref {
 	 * model gets no scores), and their labels, WIN_NO_LABEL when a record
 	 * came without one: the calibration baseline. */
 	const float *scores;
-	const int32_t *labels;
+	const int64_t *labels;
 	unsigned k;
 	/* A reference restored from a projected copy holds dim = kept
 	 * dimensions of a source_dim-wide embedding, projected with
-	 * proj_seed (rproj.h); windows are projected the same way before a
+	 * proj_seed (projection.h); windows are projected the same way before a
 	 * test.  source_dim == 0: raw vectors. */
 	unsigned source_dim;
 	uint64_t proj_seed;
@@ -84,7 +84,7 @@ struct win_closed {
 	/* (scores, label) pairs joined while the window was open: a uniform
 	 * sample of labels_seen pairs, at most window_max. */
 	float *cal_scores;	/* n_labeled × k, owned */
-	int32_t *cal_labels;	/* n_labeled, owned */
+	int64_t *cal_labels;	/* n_labeled, owned */
 	unsigned n_labeled;
 	uint64_t labels_seen;
 	enum win_status status;
@@ -143,7 +143,7 @@ int win_record_slice(const struct win_model *m, const struct record *r,
 /* A (scores, label) pair joined later: counts in "*" and in SLICE.
  * Returns 0, -ENOENT when SLICE is gone, -ENOMEM. */
 int win_add_labeled(struct win_model *m, const char *slice,
-		    const float *scores, int32_t label);
+		    const float *scores, int64_t label);
 
 /* Closes every open window (the interval timer's tick): those with fewer
  * than window_min records close as WIN_SHORT_WINDOW.  Returns how many. */

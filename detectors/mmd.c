@@ -1,74 +1,27 @@
 /* mmd: Gaussian-kernel MMD²_u with a permutation p-value (DESIGN §4). The
  * kernel matrix is built once with BLAS and every permuted statistic comes
- * from one matrix product K0·S over a block of 0/1 assignment vectors. */
+ * from one matrix product K0·S over a block of assignment vectors (kperm). */
 #include "mmd.h"
 
 #include <cblas.h>
 #include <errno.h>
-#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kperm.h"
 #include "rng.h"
 
-/* Assignment vectors per ssymm call: wide enough to run BLAS at full speed,
- * narrow enough that the blocks stay small next to the N x N kernel. */
-#define PERM_BLOCK 256
-
-/* Reassignments that are the same split of the data (duplicated points)
- * must tie with the observed one, but float rounding in a different order
- * moves their statistic by up to ~3e-7 x the mean |kernel value| of the
- * centred K0 (measured over d = 1..768, N = 4..2000). A margin of 4e-6 x
- * that keeps such ties and costs nothing measurable: the null standard
- * deviation of MMD²_u is about 2.5/n of the same scale, so at n = 1000 the
- * margin is 0.2% of it. */
-#define TIE_MARGIN 4e-6
-
-/* Dimensions are passed to BLAS as blasint, which is at least an int. */
-#define BLAS_DIM_MAX ((size_t)INT_MAX)
-
 struct test_sizes {
-	size_t pooled;     /* N = n + m */
 	size_t max_points; /* bandwidth subsample limit */
 	size_t ref_used;   /* reference points for the bandwidth; 0: h given */
 	size_t pairs;      /* distinct pairs among them */
-	size_t block;      /* assignment vectors per BLAS call */
 	size_t bytes;      /* total workspace */
-};
-
-struct test_work {
-	float *kern;   /* N x N: Gram matrix, then K0 */
-	float *rows;   /* N x d: x then y, centred */
-	float *norms;  /* N: squared norms of the centred rows */
-	double *mean;  /* d */
-	size_t *idx;   /* N: point indices for subsets */
-	float *pairs;  /* bandwidth candidates; NULL when h is given */
-	float *assign; /* block x N: 1 where the point is assigned to x */
-	float *prod;   /* block x N: assign · K0 */
-};
-
-struct perm_job {
-	const float *kern; /* K0: upper triangle, zero diagonal */
-	double total;      /* 1ᵀ K0 1 */
-	double tie_margin; /* T_b >= T_obs - tie_margin counts as a tie */
-	size_t n, m, pooled, block;
-	float *assign, *prod;
-	size_t *idx;
 };
 
 static size_t min_size(size_t a, size_t b)
 {
 	return a < b ? a : b;
-}
-
-/* Adds count elements of elem bytes to *bytes; false on overflow. */
-static bool add_array(size_t *bytes, size_t count, size_t elem)
-{
-	size_t len;
-
-	return !__builtin_mul_overflow(count, elem, &len) &&
-	       !__builtin_add_overflow(*bytes, len, bytes);
 }
 
 static bool pair_count(size_t k, size_t *pairs)
@@ -92,76 +45,24 @@ static int resolve_max_points(size_t requested, size_t *max_points)
 static int plan_test(size_t n, size_t m, size_t d, const struct mmd_params *p,
 		     struct test_sizes *sz)
 {
-	size_t bytes = 0;
+	size_t pair_bytes;
 	int err;
 
-	if (n < 2 || m < 2 || d < 1 || d > BLAS_DIM_MAX)
-		return -EINVAL;
 	if (!(p->bandwidth >= 0.0) || isinf(p->bandwidth))
 		return -EINVAL;
 	err = resolve_max_points(p->bandwidth_max_points, &sz->max_points);
 	if (err)
 		return err;
-	if (__builtin_add_overflow(n, m, &sz->pooled) ||
-	    sz->pooled > BLAS_DIM_MAX)
-		return -EINVAL;
+	err = kperm_bytes(n, m, d, p->permutations, &sz->bytes);
+	if (err)
+		return err;
 	sz->ref_used = p->bandwidth > 0.0 ? 0 : min_size(n, sz->max_points);
 	sz->pairs = 0;
 	if (sz->ref_used && !pair_count(sz->ref_used, &sz->pairs))
 		return -ENOMEM;
-	sz->block = min_size(PERM_BLOCK, (size_t)p->permutations + 1);
-
-	size_t pooled = sz->pooled, square, block_len;
-	if (__builtin_mul_overflow(pooled, pooled, &square) ||
-	    __builtin_mul_overflow(sz->block, pooled, &block_len) ||
-	    !add_array(&bytes, square, sizeof(float)) ||
-	    !add_array(&bytes, pooled, d * sizeof(float)) ||
-	    !add_array(&bytes, pooled, sizeof(float)) ||
-	    !add_array(&bytes, d, sizeof(double)) ||
-	    !add_array(&bytes, pooled, sizeof(size_t)) ||
-	    !add_array(&bytes, sz->pairs, sizeof(float)) ||
-	    !add_array(&bytes, block_len, 2 * sizeof(float)))
+	if (__builtin_mul_overflow(sz->pairs, sizeof(float), &pair_bytes) ||
+	    __builtin_add_overflow(sz->bytes, pair_bytes, &sz->bytes))
 		return -ENOMEM;
-	sz->bytes = bytes;
-	return 0;
-}
-
-static void free_test_work(struct test_work *w)
-{
-	free(w->kern);
-	free(w->rows);
-	free(w->norms);
-	free(w->mean);
-	free(w->idx);
-	free(w->pairs);
-	free(w->assign);
-	free(w->prod);
-}
-
-/* Sizes were checked for overflow by plan_test. rows comes from calloc only
- * because gcc cannot see that it is filled before BLAS reads it (a
- * -Wmaybe-uninitialized false positive); fresh large blocks are zero pages
- * anyway. */
-static int alloc_test_work(struct test_work *w, const struct test_sizes *sz,
-			   size_t d)
-{
-	size_t pooled = sz->pooled;
-
-	*w = (struct test_work){
-		.kern = malloc(pooled * pooled * sizeof(float)),
-		.rows = calloc(pooled * d, sizeof(float)),
-		.norms = malloc(pooled * sizeof(float)),
-		.mean = malloc(d * sizeof(double)),
-		.idx = malloc(pooled * sizeof(size_t)),
-		.pairs = sz->pairs ? malloc(sz->pairs * sizeof(float)) : NULL,
-		.assign = malloc(sz->block * pooled * sizeof(float)),
-		.prod = malloc(sz->block * pooled * sizeof(float)),
-	};
-	if (!w->kern || !w->rows || !w->norms || !w->mean || !w->idx ||
-	    (sz->pairs && !w->pairs) || !w->assign || !w->prod) {
-		free_test_work(w);
-		return -ENOMEM;
-	}
 	return 0;
 }
 
@@ -170,57 +71,6 @@ static const float *row_at(const float *a, const size_t *sel, size_t i,
 			   size_t d)
 {
 	return a + (sel ? sel[i] : i) * d;
-}
-
-static void add_rows(const float *a, const size_t *sel, size_t count,
-		     size_t d, double *sum)
-{
-	for (size_t i = 0; i < count; i++) {
-		const float *row = row_at(a, sel, i, d);
-
-		for (size_t j = 0; j < d; j++)
-			sum[j] += (double)row[j];
-	}
-}
-
-static void write_centred(const float *a, const size_t *sel, size_t count,
-			  size_t d, const double *mean, float *out)
-{
-	for (size_t i = 0; i < count; i++) {
-		const float *row = row_at(a, sel, i, d);
-
-		for (size_t j = 0; j < d; j++)
-			out[i * d + j] = (float)((double)row[j] - mean[j]);
-	}
-}
-
-static void scale(double *v, size_t len, double factor)
-{
-	for (size_t i = 0; i < len; i++)
-		v[i] *= factor;
-}
-
-/* Gram matrix of the rows of z (count x d) into the upper triangle of gram
- * (one BLAS call) and its diagonal, the squared norms, into norms. Rows
- * should be centred: ||a||² + ||b||² - 2ab loses precision when norms dwarf
- * distances. The lower triangle is not touched. */
-static void gram_upper(const float *z, size_t count, size_t d, float *norms,
-		       float *gram)
-{
-	cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (blasint)count,
-		    (blasint)d, 1.0f, z, (blasint)d, 0.0f, gram,
-		    (blasint)count);
-	for (size_t i = 0; i < count; i++)
-		norms[i] = gram[i * count + i];
-}
-
-/* ||z_i - z_j||² from the Gram entry g = z_i·z_j. */
-static float sqdist(const float *norms, size_t i, size_t j, float g)
-{
-	double sq = (double)norms[i] + (double)norms[j] - 2.0 * (double)g;
-
-	/* Rounding can push near-duplicates below zero. */
-	return sq > 0.0 ? (float)sq : 0.0f;
 }
 
 static int cmp_size(const void *a, const void *b)
@@ -234,7 +84,7 @@ static int cmp_size(const void *a, const void *b)
  * max_points moved to the front (sorted, so gathering distances reads memory
  * in order). */
 static void choose_reference(size_t *idx, size_t n, size_t max_points,
-			       struct rng *r)
+			     struct rng *r)
 {
 	for (size_t i = 0; i < n; i++)
 		idx[i] = i;
@@ -258,7 +108,7 @@ static void gather_pairs(const float *gram, size_t ld, const float *norms,
 		for (size_t b = a + 1; b < k; b++) {
 			size_t j = sel ? sel[b] : b;
 
-			pairs[t++] = sqdist(norms, i, j, gram[i * ld + j]);
+			pairs[t++] = kperm_sqdist(norms, i, j, gram[i * ld + j]);
 		}
 	}
 }
@@ -336,151 +186,29 @@ static void median_bandwidth(float *pairs, size_t count, struct rng *r,
 	*h = *fallback ? 1.0 : med;
 }
 
-/* Gram matrix to K0: exp(-||z_i - z_j||²/h) off the diagonal and 0 on it,
- * upper triangle only. Returns the mean off-diagonal value. */
-static double gaussian_kernel(float *kern, const float *norms, size_t count,
-			      double h)
-{
-	float neg_inv_h = (float)(-1.0 / h);
-	double sum = 0.0;
-
-	for (size_t i = 0; i < count; i++) {
-		float *row = kern + i * count;
-		double row_sum = 0.0;
-
-		row[i] = 0.0f;
-		for (size_t j = i + 1; j < count; j++) {
-			row[j] = expf(sqdist(norms, i, j, row[j]) * neg_inv_h);
-			row_sum += (double)row[j];
-		}
-		sum += row_sum;
-	}
-	return sum / ((double)count * (double)(count - 1) / 2.0);
-}
-
-/* MMD²_u does not change when a constant is added to every off-diagonal
- * kernel value (the three averages move by c, c and -2c). Subtracting the
- * mean leaves small entries of both signs, so the float sums inside BLAS
- * lose far less to rounding. Returns 1ᵀK0 1 of the result and sets
- * *mean_abs to its mean absolute off-diagonal value. */
-static double centre_kernel(float *kern, size_t count, double mean,
-			    double *mean_abs)
-{
-	float shift = (float)mean;
-	double sum = 0.0, abs_sum = 0.0;
-
-	for (size_t i = 0; i < count; i++) {
-		float *row = kern + i * count;
-
-		for (size_t j = i + 1; j < count; j++) {
-			row[j] -= shift;
-			sum += (double)row[j];
-			abs_sum += fabs((double)row[j]);
-		}
-	}
-	*mean_abs = abs_sum / ((double)count * (double)(count - 1) / 2.0);
-	return 2.0 * sum;
-}
-
-static void pooled_gram(struct test_work *w, const float *x, size_t n,
-			  const float *y, size_t m, size_t d)
-{
-	size_t pooled = n + m;
-
-	memset(w->mean, 0, d * sizeof *w->mean);
-	add_rows(x, NULL, n, d, w->mean);
-	add_rows(y, NULL, m, d, w->mean);
-	scale(w->mean, d, 1.0 / (double)pooled);
-	write_centred(x, NULL, n, d, w->mean, w->rows);
-	write_centred(y, NULL, m, d, w->mean, w->rows + n * d);
-	gram_upper(w->rows, pooled, d, w->norms, w->kern);
-}
-
 /* Reference rows come first in the pooled matrix, so their Gram entries
  * are the top-left block of w->kern. */
-static void pooled_bandwidth(struct test_work *w, const struct test_sizes *sz,
-			     size_t n, uint64_t seed, double *h, bool *fallback)
+static int pooled_bandwidth(const struct kperm_work *w,
+			    const struct test_sizes *sz, uint64_t seed,
+			    double *h, bool *fallback)
 {
+	size_t *idx = malloc(w->n * sizeof *idx);
+	float *pairs = malloc(sz->pairs * sizeof *pairs);
 	struct rng r;
+	int err = 0;
 
-	rng_init(&r, seed, MMD_STREAM_BANDWIDTH);
-	choose_reference(w->idx, n, sz->max_points, &r);
-	gather_pairs(w->kern, sz->pooled, w->norms, w->idx, sz->ref_used,
-		     w->pairs);
-	median_bandwidth(w->pairs, sz->pairs, &r, h, fallback);
-}
-
-static void observed_assignment(size_t pooled, size_t n, float *row)
-{
-	for (size_t i = 0; i < pooled; i++)
-		row[i] = i < n ? 1.0f : 0.0f;
-}
-
-static void random_assignment(struct rng *r, size_t *idx, size_t pooled,
-			      size_t n, float *row)
-{
-	memset(row, 0, pooled * sizeof *row);
-	rng_shuffle_prefix(r, idx, pooled, n);
-	for (size_t a = 0; a < n; a++)
-		row[idx[a]] = 1.0f;
-}
-
-/* MMD²_u of the assignment s from prod = s·K0: with q = sᵀK0 s and
- * u = 1ᵀK0 s, the within-x sum is q, the cross sum u - q and the within-y
- * sum total - 2u + q. */
-static double assignment_statistic(const struct perm_job *job,
-				   const float *assign, const float *prod)
-{
-	double q = 0.0, u = 0.0;
-	double n = (double)job->n, m = (double)job->m;
-
-	for (size_t i = 0; i < job->pooled; i++) {
-		q += (double)assign[i] * (double)prod[i];
-		u += (double)prod[i];
+	if (idx && pairs) {
+		rng_init(&r, seed, MMD_STREAM_BANDWIDTH);
+		choose_reference(idx, w->n, sz->max_points, &r);
+		gather_pairs(w->kern, w->pooled, w->norms, idx, sz->ref_used,
+			     pairs);
+		median_bandwidth(pairs, sz->pairs, &r, h, fallback);
+	} else {
+		err = -ENOMEM;
 	}
-	return q / (n * (n - 1.0)) + (job->total - 2.0 * u + q) / (m * (m - 1.0)) -
-	       2.0 * (u - q) / (n * m);
-}
-
-/* Column 0 is the observed assignment and goes through exactly the same
- * arithmetic as the permutations, so an identical reassignment ties. */
-static void run_permutations(const struct perm_job *job, unsigned permutations,
-			     uint64_t seed, double *observed, unsigned *exceed)
-{
-	size_t columns = (size_t)permutations + 1;
-	blasint pooled = (blasint)job->pooled;
-	struct rng r;
-
-	rng_init(&r, seed, MMD_STREAM_PERMUTATION);
-	for (size_t i = 0; i < job->pooled; i++)
-		job->idx[i] = i;
-	*exceed = 0;
-	for (size_t first = 0; first < columns; first += job->block) {
-		size_t cols = min_size(job->block, columns - first);
-
-		for (size_t c = 0; c < cols; c++) {
-			float *row = job->assign + c * job->pooled;
-
-			if (first + c == 0)
-				observed_assignment(job->pooled, job->n, row);
-			else
-				random_assignment(&r, job->idx, job->pooled,
-						  job->n, row);
-		}
-		cblas_ssymm(CblasRowMajor, CblasRight, CblasUpper,
-			    (blasint)cols, pooled, 1.0f, job->kern, pooled,
-			    job->assign, pooled, 0.0f, job->prod, pooled);
-		for (size_t c = 0; c < cols; c++) {
-			double t = assignment_statistic(
-				job, job->assign + c * job->pooled,
-				job->prod + c * job->pooled);
-
-			if (first + c == 0)
-				*observed = t;
-			else if (t >= *observed - job->tie_margin)
-				(*exceed)++;
-		}
-	}
+	free(idx);
+	free(pairs);
+	return err;
 }
 
 int mmd_workspace_bytes(size_t n, size_t m, size_t d,
@@ -504,9 +232,9 @@ int mmd_test(const float *x, size_t n, const float *y, size_t m, size_t d,
 {
 	const struct mmd_params defaults = { 0 };
 	struct test_sizes sz;
-	struct test_work w;
+	struct kperm_work w;
 	bool fallback = false;
-	unsigned exceed;
+	double h, stat, pval;
 	int err;
 
 	if (!x || !y || !out)
@@ -516,34 +244,50 @@ int mmd_test(const float *x, size_t n, const float *y, size_t m, size_t d,
 	err = plan_test(n, m, d, p, &sz);
 	if (err)
 		return err;
-	err = alloc_test_work(&w, &sz, d);
+	err = kperm_alloc(&w, n, m, d, p->permutations);
 	if (err)
 		return err;
-
-	double h = p->bandwidth;
-
-	pooled_gram(&w, x, n, y, m, d);
+	h = p->bandwidth;
+	kperm_gram(&w, x, y);
 	if (sz.ref_used)
-		pooled_bandwidth(&w, &sz, n, p->seed, &h, &fallback);
+		err = pooled_bandwidth(&w, &sz, p->seed, &h, &fallback);
+	if (!err) {
+		double sum = kperm_apply(&w, KPERM_GAUSSIAN, h);
 
-	double mean_abs, mean = gaussian_kernel(w.kern, w.norms, sz.pooled, h);
-	struct perm_job job = {
-		.kern = w.kern,
-		.total = centre_kernel(w.kern, sz.pooled, mean, &mean_abs),
-		.tie_margin = TIE_MARGIN * mean_abs,
-		.n = n, .m = m, .pooled = sz.pooled, .block = sz.block,
-		.assign = w.assign, .prod = w.prod, .idx = w.idx,
-	};
-	run_permutations(&job, p->permutations, p->seed, &out->statistic,
-			 &exceed);
-	free_test_work(&w);
-
-	out->p_value = p->permutations ?
-		(1.0 + exceed) / ((double)p->permutations + 1.0) : (double)NAN;
+		kperm_run(&w, sum, p->permutations, p->seed,
+			  MMD_STREAM_PERMUTATION, &stat, &pval);
+	}
+	kperm_free(&w);
+	if (err)
+		return err;
+	out->statistic = stat;
+	out->p_value = pval;
 	out->bandwidth = h;
 	out->permutations = p->permutations;
 	out->bandwidth_fallback = fallback;
 	return 0;
+}
+
+static void add_rows(const float *a, const size_t *sel, size_t count,
+		     size_t d, double *sum)
+{
+	for (size_t i = 0; i < count; i++) {
+		const float *row = row_at(a, sel, i, d);
+
+		for (size_t j = 0; j < d; j++)
+			sum[j] += (double)row[j];
+	}
+}
+
+static void write_centred(const float *a, const size_t *sel, size_t count,
+			  size_t d, const double *mean, float *out)
+{
+	for (size_t i = 0; i < count; i++) {
+		const float *row = row_at(a, sel, i, d);
+
+		for (size_t j = 0; j < d; j++)
+			out[i * d + j] = (float)((double)row[j] - mean[j]);
+	}
 }
 
 int mmd_bandwidth(const float *ref, size_t n, size_t d, size_t max_points,
@@ -553,13 +297,13 @@ int mmd_bandwidth(const float *ref, size_t n, size_t d, size_t max_points,
 	struct rng r;
 	int err;
 
-	if (!ref || !h || !fallback || n < 2 || d < 1 || d > BLAS_DIM_MAX)
+	if (!ref || !h || !fallback || n < 2 || d < 1 || d > KPERM_DIM_MAX)
 		return -EINVAL;
 	err = resolve_max_points(max_points, &max_points);
 	if (err)
 		return err;
 	k = min_size(n, max_points);
-	if (k > BLAS_DIM_MAX)
+	if (k > KPERM_DIM_MAX)
 		return -EINVAL;
 	if (!pair_count(k, &pairs) || __builtin_mul_overflow(k, k, &square) ||
 	    __builtin_mul_overflow(k, d, &sub_len))
@@ -576,9 +320,14 @@ int mmd_bandwidth(const float *ref, size_t n, size_t d, size_t max_points,
 		rng_init(&r, seed, MMD_STREAM_BANDWIDTH);
 		choose_reference(idx, n, max_points, &r);
 		add_rows(ref, idx, k, d, mean);
-		scale(mean, d, 1.0 / (double)k);
+		for (size_t j = 0; j < d; j++)
+			mean[j] /= (double)k;
 		write_centred(ref, idx, k, d, mean, sub);
-		gram_upper(sub, k, d, norms, gram);
+		cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans,
+			    (blasint)k, (blasint)d, 1.0f, sub, (blasint)d,
+			    0.0f, gram, (blasint)k);
+		for (size_t i = 0; i < k; i++)
+			norms[i] = gram[i * k + i];
 		gather_pairs(gram, k, norms, NULL, k, cand);
 		median_bandwidth(cand, pairs, &r, h, fallback);
 	} else {

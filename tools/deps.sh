@@ -5,8 +5,8 @@ set -euo pipefail
 
 PACKAGES=(
 	gcc meson ninja-build pkg-config
-	libevent-dev libpq-dev libopenblas-dev libinih-dev libsystemd-dev
-	libjson-c-dev libcmocka-dev libssl-dev openssl
+	libevent-dev libpq-dev libopenblas-dev liblapacke-dev libinih-dev
+	libsystemd-dev libjson-c-dev libcmocka-dev libssl-dev openssl
 	postgresql postgresql-client
 	python3 python3-numpy python3-scipy python3-sklearn
 	python3-prometheus-client chromium

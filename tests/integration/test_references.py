@@ -43,7 +43,7 @@ class References(unittest.TestCase):
     def daemon(self, models, persist="raw"):
         d = self.env.driftd(models, log_level="info",
                             extra_store=f"persist_reference = {persist}\n"
-                                        "projection_dim = 4\n")
+                                        "persist_projection_dim = 4\n")
         self.addCleanup(d.close)
         return d
 
@@ -93,7 +93,7 @@ class References(unittest.TestCase):
 
     def test_kill_9_restores_projected_references(self):
         """persist_reference = projected keeps only a seeded projection
-        (projection_dim = 4 here): the restored reference tests windows
+        (persist_projection_dim = 4 here): the restored reference tests windows
         projected the same way."""
         d, sets = self.check_restored_after_kill("proj", "projected")
         self.assertEqual({r[2] for r in sets}, {"projected"})

@@ -208,7 +208,7 @@ static void test_full_file(void **state)
     assert_int_equal(c->query_timeout_us, 1500000);
     assert_int_equal(c->max_pending, 50);
     assert_int_equal(c->journal_max, 16 * 1024 * 1024);
-    assert_int_equal(c->projection_dim, 32);
+    assert_int_equal(c->persist_projection_dim, 32);
 
     assert_int_equal(c->n_models, 2);
     const struct conf_model *m = &c->models[0];
@@ -226,6 +226,20 @@ static void test_full_file(void **state)
     assert_int_equal(m->mmd_permutations, 0);
     assert_int_equal(m->mmd_bandwidth_points, 250);
     assert_true(m->centroid_threshold == 2.0);
+    assert_int_equal(m->energy_permutations, 99);
+    assert_int_equal(m->classifier_permutations, 0);
+    assert_true(m->classifier_holdout == 0.3);
+    assert_true(m->classifier_l2 == 2.5);
+    assert_int_equal(m->classifier_max_iter, 40);
+    assert_true(m->health_collapse_drop == 1.0);
+    assert_true(m->health_uniformity_rise == 4.0);
+    assert_true(m->health_norm_change == 0.5);
+    assert_true(m->health_duplicate_rise == 0.2);
+    assert_true(m->health_duplicate_cosine == 1.0);
+    assert_true(m->scores_psi_threshold == 0.25);
+    assert_true(m->scores_js_threshold == 1.0);
+    assert_int_equal(m->projection_dim, 64);
+    assert_int_equal(m->detector_memory, 512u << 20);
     assert_true(m->alpha == 0.05);
     assert_int_equal(m->correction, CONF_CORR_BONFERRONI);
     assert_true(m->effect_floor == 0.25);
@@ -317,6 +331,20 @@ static void test_defaults(void **state)
     assert_int_equal(m->mmd_permutations, 500);
     assert_int_equal(m->mmd_bandwidth_points, 1000);
     assert_true(m->centroid_threshold == 0.1);
+    assert_int_equal(m->energy_permutations, 500);
+    assert_int_equal(m->classifier_permutations, 1000);
+    assert_true(m->classifier_holdout == 0.5);
+    assert_true(m->classifier_l2 == 1.0);
+    assert_int_equal(m->classifier_max_iter, 100);
+    assert_true(m->health_collapse_drop == 0.25);
+    assert_true(m->health_uniformity_rise == 0.5);
+    assert_true(m->health_norm_change == 0.25);
+    assert_true(m->health_duplicate_rise == 0.05);
+    assert_true(m->health_duplicate_cosine == 0.99);
+    assert_true(m->scores_psi_threshold == 0.2);
+    assert_true(m->scores_js_threshold == 0.1);
+    assert_int_equal(m->projection_dim, 0);
+    assert_int_equal(m->detector_memory, 2u << 30);
     assert_true(m->alpha == 0.01);
     assert_int_equal(m->correction, CONF_CORR_BH);
     assert_true(m->effect_floor == 0.0);
@@ -336,7 +364,7 @@ static void test_defaults(void **state)
     assert_true(m->calibration_ece_margin == 0.05);
     assert_true(m->calibration_brier_margin == 0.05);
     assert_int_equal(c->journal_max, 256 * 1024 * 1024);
-    assert_int_equal(c->projection_dim, 64);
+    assert_int_equal(c->persist_projection_dim, 64);
     conf_free(c);
 }
 
@@ -615,6 +643,14 @@ static void test_bad_numbers(void **state)
     expect_err(BASE "effect_floor = inf\n", "t.ini:8: [model.m] effect_floor: 'inf' is not a number");
     expect_err(BASE "effect_floor = -0.5\n",
                "t.ini:8: [model.m] effect_floor: '-0.5' is out of range >= 0");
+    expect_err(BASE "classifier.holdout = 1\n",
+               "t.ini:8: [model.m] classifier.holdout: '1' is out of range (0, 1)");
+    expect_err(BASE "health.collapse_drop = 0\n",
+               "t.ini:8: [model.m] health.collapse_drop: '0' is out of range (0, 1]");
+    expect_err(BASE "scores.psi_threshold = 0\n",
+               "t.ini:8: [model.m] scores.psi_threshold: '0' is out of range > 0");
+    expect_err(BASE "projection.dim = 65537\n",
+               "t.ini:8: [model.m] projection.dim: '65537' is out of range 0..65536");
     expect_err(BASE "centroid.threshold = 2.0001\n",
                "t.ini:8: [model.m] centroid.threshold: '2.0001' is out of range (0, 2]");
     expect_err(BASE "window.interval = 31d\n",

@@ -969,7 +969,7 @@ static void test_scores_and_labels(void **state)
 	assert_int_equal(c->n_labeled, 2);
 	win_closed_free(c);
 	/* The labeled pairs went with the window. */
-	assert_int_equal(win_memory(m), 2 * 2 * (ROW_BYTES + 4 + 4));
+	assert_int_equal(win_memory(m), 2 * 2 * (ROW_BYTES + 4 + 8));
 	win_model_free(m);
 }
 
