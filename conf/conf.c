@@ -1349,12 +1349,11 @@ static int cite(const struct sect *s, size_t key)
     return abs(s->key_line[key]);
 }
 
-/* Cross-key rules of the slice, alarm and calibration keys. */
+/* Cross-key rules of the slice and alarm keys. */
 static void check_model_sizes(struct parse *p, const struct sect *s, const struct conf_model *m)
 {
     size_t ref_min = key_index(SK_MODEL, "reference.min_size");
     size_t alarm_k = key_index(SK_MODEL, "alarm.k");
-    size_t detectors = key_index(SK_MODEL, "detectors");
 
     if (s->key_line[ref_min] > 0 && m->reference_min_size > m->reference_size)
         key_error(p, s, cite(s, ref_min), "reference.min_size", "%u is larger than "
@@ -1362,9 +1361,6 @@ static void check_model_sizes(struct parse *p, const struct sect *s, const struc
     if (m->alarm_k > m->alarm_m)
         key_error(p, s, cite(s, alarm_k), "alarm.k", "%u is larger than alarm.m (%u)",
                   m->alarm_k, m->alarm_m);
-    if ((m->detectors & CONF_DET_CALIBRATION) && m->scores_width == 0)
-        key_error(p, s, cite(s, detectors), "detectors",
-                  "calibration needs scores: set scores.width");
 }
 
 static void check_model(struct parse *p, const struct sect *s)

@@ -1005,6 +1005,10 @@ static struct eng_model *model_new(struct eng *e, const struct conf_model *cfg)
 		goto fail;
 	if (e->ids)
 		win_resume(m->win, ids_lease(e->ids, m->name) - 1);
+	if ((cfg->detectors & CONF_DET_CALIBRATION) && !cfg->scores_width)
+		log_warning("model %s: the calibration detector needs scores: "
+			    "set scores.width (labels are refused until then)",
+			    m->name);
 	return m;
 fail:
 	model_release(m);
@@ -1171,7 +1175,7 @@ static enum rec_err join_label(struct eng_model *m, const struct record *r,
 	char slice[WIN_SLICE_KEY_MAX];
 
 	if (!takes_labels(m->cfg)) {
-		snprintf(msg, msglen, "model %s takes no labels (needs "
+		snprintf(msg, msglen, "model %s takes no labels (it needs "
 			 "scores.width and the calibration detector)", m->name);
 		return REC_ERR_UNSUPPORTED;
 	}

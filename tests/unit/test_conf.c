@@ -683,9 +683,6 @@ static void test_slice_and_decision_keys(void **state)
     expect_err(BASE "alarm.m = 65\n", "t.ini:8: [model.m] alarm.m: '65' is out of range 1..64");
     expect_err(BASE "reference.min_size = 11\n",
                "t.ini:8: [model.m] reference.min_size: 11 is larger than reference.size (10)");
-    expect_err("[store]\ndsn = x\n[model.m]\ndim = 4\nreference.size = 10\nwindow.size = 5\n"
-               "detectors = mmd, calibration\n",
-               "t.ini:7: [model.m] detectors: calibration needs scores: set scores.width");
     expect_err(BASE "effect_floor.by_test = mmd\n",
                "t.ini:8: [model.m] effect_floor.by_test: 'mmd' is not test:number");
     expect_err(BASE "effect_floor.by_test = mmd:-1\n",

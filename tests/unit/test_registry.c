@@ -43,8 +43,7 @@ static unsigned parsed_mask(const char *detectors)
 
 	snprintf(text, sizeof text,
 		 "[store]\ndsn = host=/tmp\n[model.m]\ndim = 4\n"
-		 "reference.size = 10\nwindow.size = 10\nscores.width = 2\n"
-		 "detectors = %s\n",
+		 "reference.size = 10\nwindow.size = 10\ndetectors = %s\n",
 		 detectors);
 	if (conf_load_string(text, "t.ini", &c, err, sizeof err))
 		fail_msg("%s", err);
