@@ -612,6 +612,16 @@ static bool counts_as_window(const struct req *r)
 	return r->kind == REQ_WINDOW || r->kind == REQ_EVENTS;
 }
 
+/* Takes R out of the memory queue and frees it. */
+static void queue_drop(struct store *s, struct req *r)
+{
+	TAILQ_REMOVE(&s->queue, r, link);
+	s->n_queued--;
+	if (counts_as_window(r))
+		s->n_windows--;
+	req_free(r);
+}
+
 static void pop_head(struct store *s)
 {
 	struct req *r = TAILQ_FIRST(&s->queue);
@@ -623,18 +633,13 @@ static void pop_head(struct store *s)
 		s->replayed++;
 		return;
 	}
-	TAILQ_REMOVE(&s->queue, r, link);
-	s->n_queued--;
-	if (counts_as_window(r))
-		s->n_windows--;
-	req_free(r);
+	queue_drop(s, r);
 }
 
-/* Appends R to the journal (R is freed either way). */
-static int journal_put(struct store *s, struct req *r)
+/* Encodes R onto the journal's tail; R stays the caller's. */
+static int journal_append(struct store *s, const struct req *r)
 {
 	unsigned char *buf;
-	char what[256];
 	size_t len;
 	int err = req_encode(r, &buf, &len);
 
@@ -642,9 +647,18 @@ static int journal_put(struct store *s, struct req *r)
 		err = jnl_append(s->jnl, buf, len);
 		free(buf);
 	}
-	if (err == 0) {
+	if (err == 0)
 		s->appended++;
-	} else if (err != -ENOSPC) {
+	return err;
+}
+
+/* Appends R to the journal (R is freed either way). */
+static int journal_put(struct store *s, struct req *r)
+{
+	char what[256];
+	int err = journal_append(s, r);
+
+	if (err != 0 && err != -ENOSPC) {
 		req_describe(r, what, sizeof(what));
 		slog(s, LOG_ERR, "store: cannot write %s to the journal: %s", what,
 		     strerror(-err));
@@ -662,24 +676,8 @@ static void spill_memory(struct store *s)
 
 	if (!journal_empty(s))
 		return;
-	while ((r = TAILQ_FIRST(&s->queue))) {
-		unsigned char *buf;
-		size_t len;
-		int err = req_encode(r, &buf, &len);
-
-		if (err == 0) {
-			err = jnl_append(s->jnl, buf, len);
-			free(buf);
-		}
-		if (err < 0)
-			return;
-		s->appended++;
-		TAILQ_REMOVE(&s->queue, r, link);
-		s->n_queued--;
-		if (counts_as_window(r))
-			s->n_windows--;
-		req_free(r);
-	}
+	while ((r = TAILQ_FIRST(&s->queue)) && journal_append(s, r) == 0)
+		queue_drop(s, r);
 }
 
 static void events_written(struct store *s, const PGresult *res)
