@@ -124,7 +124,8 @@ static const struct name_val address_ranges[] = {
     { "link_local", CONF_ALLOW_LINK_LOCAL }, { NULL, 0 },
 };
 
-static check_fn check_path, check_listen, check_token, check_name, check_url, check_whsec;
+static check_fn check_path, check_listen, check_token, check_name, check_url, check_whsec,
+    check_floor;
 
 static const struct key_def keys[] = {
     /* [daemon] */
@@ -211,8 +212,15 @@ static const struct key_def keys[] = {
       .reload = true,
       .doc = "a database query running longer is cancelled and retried" },
     { .sect = SK_STORE, .name = "max_pending", .type = KT_UINT, .off = C_(max_pending, unsigned),
-      .def = "10000", .min = 1, .max = 10000000, .reload = true,
-      .doc = "closed windows queued for the database; beyond it results are dropped and counted" },
+      .def = "10000", .min = 1, .max = 10000000,
+      .doc = "closed windows queued in memory for the database; beyond it they go to the journal" },
+    { .sect = SK_STORE, .name = "journal_max", .type = KT_SIZE, .off = C_(journal_max, unsigned),
+      .def = "256M", .min = MIB, .max = 2 * GIB,
+      .doc = "spill journal in state_dir for results while the database is away; when full, "
+             "new windows are refused" },
+    { .sect = SK_STORE, .name = "persist_projection_dim", .type = KT_UINT,
+      .off = C_(persist_projection_dim, unsigned), .def = "64", .min = 2, .max = 4096, .reload = true,
+      .doc = "dimensions of the seeded random projection saved by persist_reference = projected" },
     { .sect = SK_STORE, .name = "read_timeout", .type = KT_DURATION,
       .off = C_(read_timeout_us, uint64_t), .def = "5s", .min = 100 * MS, .max = 10 * MINUTE,
       .doc = "a JSON API query not answered within this time fails with 503" },
@@ -242,7 +250,15 @@ static const struct key_def keys[] = {
     { .sect = SK_MODEL, .name = "window.min_size", .type = KT_UINT,
       .off = M_(window_min_size, unsigned), .def = "20", .min = 2, .max = 10000000,
       .reload = true,
-      .doc = "a window due by time with fewer records stays open until it has them" },
+      .doc = "a window closing with fewer records is recorded as insufficient_data, not tested" },
+    { .sect = SK_MODEL, .name = "reference.min_size", .type = KT_UINT,
+      .off = M_(reference_min_size, unsigned), .def = "20", .min = 2, .max = 10000000,
+      .reload = true,
+      .doc = "a slice whose own reference is smaller is tested against the whole-model one" },
+    { .sect = SK_MODEL, .name = "slice.idle_timeout", .type = KT_DURATION,
+      .off = M_(slice_idle_us, uint64_t), .def = "24h", .min = 0, .max = 365 * DAY,
+      .reload = true,
+      .doc = "a slice without records this long is dropped with its reference; 0 = never" },
     { .sect = SK_MODEL, .name = "detectors", .type = KT_FLAGS, .off = M_(detectors, unsigned),
       .def = NULL, .min = 1, .names = detector_names, .reload = true,
       .doc = "tests run on each closed window, comma separated" },
@@ -323,7 +339,40 @@ static const struct key_def keys[] = {
       .doc = "multiple-testing correction across slices and dimensions" },
     { .sect = SK_MODEL, .name = "effect_floor", .type = KT_DOUBLE, .off = M_(effect_floor, double),
       .def = "0", .dmin = 0, .dmax = HUGE_VAL, .dmax_open = true, .reload = true,
-      .doc = "smallest test statistic called drift even when p < alpha" },
+      .doc = "smallest effect size called drift even when p < alpha (every test)" },
+    { .sect = SK_MODEL, .name = "effect_floor.by_test", .type = KT_LIST,
+      .off = M_(effect_floor_by_test, char **), .count_off = M_(n_effect_floor_by_test, size_t),
+      .def = "", .min = 0, .max = 16, .check = check_floor, .reload = true,
+      .doc = "per-test floors overriding effect_floor, as test:number (mmd:0.002, centroid:0.05)" },
+    { .sect = SK_MODEL, .name = "alarm.k", .type = KT_UINT, .off = M_(alarm_k, unsigned),
+      .def = "1", .min = 1, .max = 64, .reload = true,
+      .doc = "a slice alarms when alarm.k of its last alarm.m windows drifted" },
+    { .sect = SK_MODEL, .name = "alarm.m", .type = KT_UINT, .off = M_(alarm_m, unsigned),
+      .def = "1", .min = 1, .max = 64, .reload = true,
+      .doc = "windows remembered per slice for the alarm.k rule" },
+    { .sect = SK_MODEL, .name = "scores.width", .type = KT_UINT,
+      .off = M_(scores_width, unsigned), .def = "0", .min = 0, .max = 4096, .reload = true,
+      .doc = "scores per record: 0 = none (scores ignored), 1 = binary P(y=1), K = K classes" },
+    { .sect = SK_MODEL, .name = "labels.ttl", .type = KT_DURATION,
+      .off = M_(labels_ttl_us, uint64_t), .def = "1h", .min = SEC, .max = 30 * DAY,
+      .reload = true,
+      .doc = "a scored record with an id waits this long for a label sent later" },
+    { .sect = SK_MODEL, .name = "labels.max_pending", .type = KT_UINT,
+      .off = M_(labels_max_pending, unsigned), .def = "100000", .min = 0, .max = 10000000,
+      .reload = true,
+      .doc = "scored records waiting for their label; the oldest give way; 0 = inline labels only" },
+    { .sect = SK_MODEL, .name = "calibration.min_labels", .type = KT_UINT,
+      .off = M_(calibration_min_labels, unsigned), .def = "30", .min = 1, .max = 10000000,
+      .reload = true,
+      .doc = "labeled records a window (or reference) needs for calibration numbers" },
+    { .sect = SK_MODEL, .name = "calibration.ece_margin", .type = KT_DOUBLE,
+      .off = M_(calibration_ece_margin, double), .def = "0.05", .dmin = 0, .dmax = 1,
+      .reload = true,
+      .doc = "ECE this much above the reference's raises calibration.degraded" },
+    { .sect = SK_MODEL, .name = "calibration.brier_margin", .type = KT_DOUBLE,
+      .off = M_(calibration_brier_margin, double), .def = "0.05", .dmin = 0, .dmax = 2,
+      .reload = true,
+      .doc = "Brier score this much above the reference's raises calibration.degraded" },
     { .sect = SK_MODEL, .name = "max_slices", .type = KT_UINT, .off = M_(max_slices, unsigned),
       .def = "1000", .min = 1, .max = 1000000, .reload = true,
       .doc = "distinct slices tracked, * included; records of further slices are refused" },
@@ -415,6 +464,25 @@ static bool check_name(const char *s, char *why, size_t whylen)
         return true;
     snprintf(why, whylen, "'%s' is not a name (1..%d of A-Z a-z 0-9 _ . -)", s, CONF_NAME_MAX);
     return false;
+}
+
+/* "test:number" with a name and a finite number >= 0. */
+static bool check_floor(const char *s, char *why, size_t whylen)
+{
+    const char *colon = strchr(s, ':');
+    char *end;
+    double v;
+
+    if (!colon || !valid_name(s, (size_t)(colon - s))) {
+        snprintf(why, whylen, "'%s' is not test:number", s);
+        return false;
+    }
+    v = strtod(colon + 1, &end);
+    if (end == colon + 1 || *end || !isfinite(v) || v < 0) {
+        snprintf(why, whylen, "'%s': the floor is not a number >= 0", s);
+        return false;
+    }
+    return true;
 }
 
 static bool check_path(const char *s, char *why, size_t whylen)
@@ -1281,6 +1349,20 @@ static int cite(const struct sect *s, size_t key)
     return abs(s->key_line[key]);
 }
 
+/* Cross-key rules of the slice and alarm keys. */
+static void check_model_sizes(struct parse *p, const struct sect *s, const struct conf_model *m)
+{
+    size_t ref_min = key_index(SK_MODEL, "reference.min_size");
+    size_t alarm_k = key_index(SK_MODEL, "alarm.k");
+
+    if (s->key_line[ref_min] > 0 && m->reference_min_size > m->reference_size)
+        key_error(p, s, cite(s, ref_min), "reference.min_size", "%u is larger than "
+                  "reference.size (%u)", m->reference_min_size, m->reference_size);
+    if (m->alarm_k > m->alarm_m)
+        key_error(p, s, cite(s, alarm_k), "alarm.k", "%u is larger than alarm.m (%u)",
+                  m->alarm_k, m->alarm_m);
+}
+
 static void check_model(struct parse *p, const struct sect *s)
 {
     const struct conf_model *m = &p->c->models[s->index];
@@ -1294,6 +1376,7 @@ static void check_model(struct parse *p, const struct sect *s)
                   "set window.size, window.interval or both");
     if (m->on_drift && !conf_webhook_find(p->c, m->on_drift))
         key_error(p, s, cite(s, on_drift), "on_drift", "no [webhook.%s] section", m->on_drift);
+    check_model_sizes(p, s, m);
 }
 
 static void check_webhook(struct parse *p, const struct sect *s)
@@ -1531,6 +1614,33 @@ void conf_free(struct conf *c)
     free(c->webhooks);
     free(c->path);
     free(c);
+}
+
+/* The number after "name:" when ITEM names NAME (LEN bytes), else -1. */
+static double floor_item(const char *item, const char *name, size_t len)
+{
+    return strncmp(item, name, len) == 0 && item[len] == ':' ? strtod(item + len + 1, NULL)
+                                                              : -1;
+}
+
+double conf_floor_find(char *const *items, size_t n, double dflt, const char *test)
+{
+    size_t family = strcspn(test, "_");
+    double v;
+
+    for (size_t i = 0; i < n; i++)
+        if ((v = floor_item(items[i], test, strlen(test))) >= 0)
+            return v;
+    for (size_t i = 0; i < n; i++)
+        if ((v = floor_item(items[i], test, family)) >= 0)
+            return v;
+    return dflt;
+}
+
+double conf_effect_floor(const struct conf_model *m, const char *test)
+{
+    return conf_floor_find(m->effect_floor_by_test, m->n_effect_floor_by_test, m->effect_floor,
+                           test);
 }
 
 const struct conf_model *conf_model_find(const struct conf *c, const char *name)

@@ -57,7 +57,9 @@ struct conf_model {
     unsigned reference_size;       /* >= 2 */
     unsigned window_size;          /* records; 0 = window closes by time only */
     uint64_t window_interval_us;   /* 0 = by count only; size or interval is set */
-    unsigned window_min_size;      /* a time-closed window with fewer records is skipped */
+    unsigned window_min_size;      /* a window closing with fewer records is not tested */
+    unsigned reference_min_size;   /* a slice's own reference needs this many, else "*"'s */
+    uint64_t slice_idle_us;        /* a slice without records this long is dropped; 0 = never */
     unsigned detectors;            /* CONF_DET_* mask, never 0 */
     unsigned mmd_permutations;     /* 0..100000 */
     unsigned mmd_bandwidth_points; /* subsample size for the median heuristic */
@@ -78,7 +80,16 @@ struct conf_model {
     unsigned detector_memory;      /* bytes one detector may allocate for a window */
     double alpha;                  /* in (0, 1) */
     enum conf_correction correction;
-    double effect_floor;           /* >= 0; statistic needed besides p < alpha */
+    double effect_floor;           /* >= 0; effect size needed besides p < alpha */
+    char **effect_floor_by_test;   /* "test:number" overrides of effect_floor */
+    size_t n_effect_floor_by_test;
+    unsigned alarm_k, alarm_m;     /* a slice alarms when k of its last m windows drifted */
+    unsigned scores_width;         /* scores per record: 0 none, 1 binary, K classes */
+    uint64_t labels_ttl_us;        /* a record waits this long for its label */
+    unsigned labels_max_pending;   /* records waiting for a label, per model */
+    unsigned calibration_min_labels; /* labeled records a calibration result needs */
+    double calibration_ece_margin;   /* ECE above the reference by more: degraded */
+    double calibration_brier_margin; /* Brier above the reference by more: degraded */
     unsigned max_slices;           /* distinct slices tracked per model */
     unsigned max_queued_windows;   /* backpressure above this many in flight */
     uint64_t seed;
@@ -132,7 +143,9 @@ struct conf {
     char *dsn;                     /* libpq connection string, never NULL */
     enum conf_persist persist_reference;
     uint64_t query_timeout_us;
-    unsigned max_pending;          /* closed windows queued for the database */
+    unsigned max_pending;          /* closed windows queued in memory for the database */
+    unsigned journal_max;          /* bytes of the spill journal in state_dir */
+    unsigned persist_projection_dim; /* persist_reference = projected: kept dimensions */
     uint64_t read_timeout_us;      /* JSON API reads, queue wait included */
     unsigned read_max_rows;        /* rows one JSON API read returns at most */
     struct conf_model *models;     /* >= 1, in file order */
@@ -156,6 +169,13 @@ int conf_load_string(const char *text, const char *name_for_errors, struct conf 
                      char *err, size_t errlen);
 /* Accepts NULL. */
 void conf_free(struct conf *c);
+
+/* The effect-size floor of TEST: the effect_floor.by_test item naming it,
+ * else one naming its detector (the part before the first '_': "centroid"
+ * covers centroid_cosine), else effect_floor. */
+double conf_effect_floor(const struct conf_model *m, const char *test);
+/* The same rule over a copy of the items and the default. */
+double conf_floor_find(char *const *items, size_t n, double dflt, const char *test);
 
 /* NULL when absent. */
 const struct conf_model *conf_model_find(const struct conf *c, const char *name);

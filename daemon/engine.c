@@ -10,11 +10,15 @@
 #include <string.h>
 #include <time.h>
 
+#include "calibration.h"
 #include "conf.h"
 #include "correct.h"
 #include "hookev.h"
+#include "idlease.h"
+#include "labels.h"
 #include "latest.h"
 #include "log.h"
+#include "projection.h"
 #include "registry.h"
 #include "rng.h"
 #include "stats.h"
@@ -29,17 +33,34 @@
  * a burst cannot grow it without bound; it then closes by count. */
 #define WINDOW_MAX_REFERENCES 4
 
+/* Idle slices and unlabeled records are swept this often. */
+#define SWEEP_US 1000000
+
+/* The seed of the projection saved with persist_reference = projected:
+ * fixed, so every saved set of a model shares one projection. */
+#define PROJECTION_SEED 0x64726966747072ULL	/* "driftpr" */
+
+struct eval;
+
 struct eng_model {
 	char *name;			/* own copy: outlives a reload */
 	const struct conf_model *cfg;	/* in the engine's current conf */
 	struct eng *eng;
 	struct win_model *win;
+	struct lbl *labels;		/* scored records waiting for a label */
 	struct event *tick;		/* window.interval */
 	unsigned evals_in_flight;
+	/* Evaluations in submission order: decided in that order, so the
+	 * alarm history of a slice sees its windows one after the other. */
+	struct eval *evals_first, *evals_last;
 	size_t windows_in_flight;	/* closed, results not back yet */
 	bool removed;			/* freed when evals_in_flight hits 0 */
 	uint64_t records, windows;
 	struct lat *latest;		/* for /metrics */
+	uint64_t slices_refused, slices_expired, windows_insufficient, alarms,
+		 resets, references_restored;
+	uint64_t labels_joined, labels_unmatched, labels_expired,
+		 labels_evicted;
 };
 
 /* Everything a job needs, copied so that a reload cannot pull it away. */
@@ -48,6 +69,8 @@ struct det_params {
 	uint64_t seed;		/* the window's, recorded with its rows */
 	struct det_settings s;
 };
+
+#define MAX_TESTS (DET_COUNT * DET_MAX_ROWS)
 
 /* Results per registry entry: rc 0 = ran (rows in out), -ENOENT = not
  * selected or not runnable on this window, else failed; why holds the
@@ -61,14 +84,37 @@ struct eng_job {
 	struct det_output out[DET_COUNT];
 	char why[DET_COUNT][DET_WHY_MAX];
 	uint64_t run_us;
+	/* calibration of the window's labeled pairs, and of the reference's
+	 * labeled rows when it froze for this window */
+	int cal_rc, ref_cal_rc;
+	struct cal_result cal, ref_cal;
+	float *ref_proj;	/* persist_reference = projected: the copy saved */
+	struct store_test tests[MAX_TESTS];
+	size_t n_tests;
 	uint64_t closed_us;	/* monotonic, for the close -> commit latency */
+};
+
+/* What the decision needs, copied at submission: a reload (or the model's
+ * removal) cannot pull it away. */
+struct decision_cfg {
+	double alpha, effect_floor;
+	char **floors;			/* effect_floor.by_test, copied */
+	size_t n_floors;
+	enum corr_method correction;
+	unsigned alarm_k, alarm_m;
+	bool calibration;
+	unsigned min_labels;
+	double ece_margin, brier_margin;
+	enum conf_persist persist;
+	unsigned projection_dim;
+	unsigned window_min, reference_min;	/* for insufficient_data rows */
 };
 
 /* The windows of one model closed at the same moment: corrected together. */
 struct eval {
 	struct eng_model *model;
-	double alpha, effect_floor;
-	enum corr_method correction;
+	struct eval *next;		/* the model's next evaluation */
+	struct decision_cfg dc;
 	size_t n, pending;
 	struct eng_job *jobs[];
 };
@@ -77,13 +123,23 @@ struct eng {
 	struct event_base *base;
 	struct wq *wq;
 	struct store *store;
+	struct ids *ids;		/* window-id leases, may be NULL */
 	const struct conf *conf;
 	struct eng_model **models;
 	size_t n_models;
 	struct eng_model **draining;	/* removed, waiting for their jobs */
 	size_t n_draining;
 	size_t evals_in_flight;
+	struct event *sweep;		/* idle slices, unlabeled records */
 };
+
+static int64_t wall_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static uint64_t mono_us(void)
 {
@@ -100,6 +156,15 @@ static enum corr_method corr_of(enum conf_correction c)
 					   CORR_BH;
 }
 
+/* A window closed by count holds window.size records: with a smaller
+ * window.min_size than that, the size is the minimum. */
+static unsigned window_min_of(const struct conf_model *cfg)
+{
+	return cfg->window_size && cfg->window_size < cfg->window_min_size ?
+		       cfg->window_size :
+		       cfg->window_min_size;
+}
+
 /* ---- jobs on workers ---- */
 
 /* The window as the detectors see it. */
@@ -109,6 +174,9 @@ static struct det_input det_input_of(const struct win_closed *c, uint64_t seed)
 		.ref = c->ref->data, .n = c->ref->n,
 		.win = c->data, .m = c->n,
 		.dim = c->dim,
+		.ref_scores = c->ref->scores,
+		.win_scores = c->scores,
+		.k = c->k,
 		.seed = seed,
 	};
 }
@@ -156,133 +224,131 @@ static void job_run(struct wq_job *w)
 /* The window's buffer goes back to its model for the next window. */
 static void job_free(struct eng_model *m, struct eng_job *j)
 {
+	if (!j)
+		return;
 	if (m->removed)
 		win_closed_free(j->win);
 	else
 		win_recycle(m->win, j->win);
+	free(j->ref_proj);
 	free(j);
+}
+
+/* X (n × d) projected to K dimensions with the matrix of SEED, into a new
+ * array (projection.h). */
+static float *project(const float *x, size_t n, size_t d, size_t k,
+		      uint64_t seed)
+{
+	float *r = malloc(d * k * sizeof(float)), *out = malloc(n * k * sizeof(float));
+
+	if (!r || !out || proj_matrix(d, k, seed, r) < 0 ||
+	    proj_apply(x, n, d, r, k, out) < 0) {
+		free(out);
+		out = NULL;
+	}
+	free(r);
+	return out;
+}
+
+/* A reference restored from a projected copy lives in the projected
+ * space: the window goes there too before the tests. */
+static int project_window(struct win_closed *c)
+{
+	const struct win_ref *r = c->ref;
+	float *out;
+
+	if (!r->source_dim)
+		return 0;
+	if (!(out = project(c->data, c->n, c->dim, r->dim, r->proj_seed)))
+		return -ENOMEM;
+	free(c->data);
+	c->data = out;
+	c->dim = r->dim;
+	return 0;
+}
+
+/* The reference's labeled rows, summarised as its calibration baseline. */
+static void calibrate_reference(struct eng_job *j)
+{
+	const struct win_ref *r = j->win->ref;
+	float *scores = NULL;
+	int64_t *labels = NULL;
+	size_t n = 0;
+
+	j->ref_cal_rc = -ENOENT;
+	if (!r->k || !(scores = malloc((size_t)r->n * r->k * sizeof(float))) ||
+	    !(labels = malloc(r->n * sizeof(int64_t))))
+		goto out;
+	for (unsigned i = 0; i < r->n; i++) {
+		if (r->labels[i] == WIN_NO_LABEL)
+			continue;
+		memcpy(scores + n * r->k, r->scores + (size_t)i * r->k,
+		       r->k * sizeof(float));
+		labels[n++] = r->labels[i];
+	}
+	if (n)
+		j->ref_cal_rc = cal_metrics(scores, r->k, labels, n, NULL,
+					    &j->ref_cal);
+out:
+	free(scores);
+	free(labels);
+}
+
+/* Everything of one window that runs on a worker: the detectors (unless
+ * the window is recorded without a test), its calibration, and what the
+ * reference it froze needs before it is saved. */
+static void eval_job_run(struct wq_job *w)
+{
+	struct eng_job *j = (struct eng_job *)w;
+	struct win_closed *c = j->win;
+	const struct decision_cfg *dc = &j->eval->dc;
+
+	if (c->status == WIN_TESTED && project_window(c) == 0) {
+		job_run(w);
+	} else if (c->status == WIN_TESTED) {
+		for (size_t i = 0; i < DET_COUNT; i++)
+			j->rc[i] = -ENOMEM;
+		snprintf(j->why[0], sizeof(j->why[0]), "out of memory projecting "
+			 "the window onto its restored reference");
+	}
+	j->cal_rc = -ENOENT;
+	if (dc->calibration && c->n_labeled)
+		j->cal_rc = cal_metrics(c->cal_scores, c->k, c->cal_labels,
+					c->n_labeled, NULL, &j->cal);
+	if (!c->ref_new)
+		return;
+	if (dc->calibration)
+		calibrate_reference(j);
+	if (dc->persist == CONF_PERSIST_PROJECTED && !c->ref->source_dim)
+		j->ref_proj = project(c->ref->data, c->ref->n, c->ref->dim,
+				      dc->projection_dim, PROJECTION_SEED);
 }
 
 /* ---- decision and store ---- */
 
-#define MAX_TESTS (DET_COUNT * DET_MAX_ROWS)
-
-/* Corrected threshold of one p-valued test over an evaluation's slices;
- * the name is copied, as jobs are freed while the table is still used. */
-struct test_threshold {
-	char test[DET_TEST_NAME_MAX];
-	double threshold;
-};
-
-static const struct det_row *find_row(const struct eng_job *j,
-				      const char *test)
+/* One result row of a detector as it is stored: a p-valued row leaves
+ * its threshold NaN, for decide() to set the corrected cut-off; decide()
+ * sets drifted for every row. */
+static struct store_test store_row(const struct det_row *r)
 {
-	for (size_t i = 0; i < DET_COUNT; i++)
-		for (size_t r = 0; j->rc[i] == 0 && r < j->out[i].n_rows; r++)
-			if (!strcmp(j->out[i].rows[r].test, test))
-				return &j->out[i].rows[r];
-	return NULL;
-}
-
-/* Corrects TEST's p-values across the slices of the evaluation (windows
- * where it did not run count as NaN, i.e. not at all). */
-static double corrected_threshold(const struct eval *ev, const char *test,
-				  double *p)
-{
-	double thr = ev->alpha / (double)ev->n;
-
-	for (size_t k = 0; k < ev->n; k++) {
-		const struct det_row *r = ev->jobs[k]->wq.status == 0 ?
-			find_row(ev->jobs[k], test) : NULL;
-
-		p[k] = r ? r->p_value : NO_VALUE;
-	}
-	/* On failure Bonferroni stands in: never more liberal than BH. */
-	if (corr_threshold(ev->correction, p, ev->n, ev->alpha, &thr) < 0)
-		thr = ev->alpha / (double)ev->n;
-	return thr;
-}
-
-/* One threshold per p-valued test name seen in the evaluation. */
-static size_t eval_thresholds(const struct eval *ev, struct test_threshold *t)
-{
-	double *p = malloc(ev->n * sizeof(double));
-	size_t n = 0;
-
-	for (size_t k = 0; k < ev->n; k++) {
-		const struct eng_job *j = ev->jobs[k];
-
-		for (size_t i = 0; j->wq.status == 0 && i < DET_COUNT; i++)
-			for (size_t r = 0; j->rc[i] == 0 && r < j->out[i].n_rows; r++) {
-				const struct det_row *row = &j->out[i].rows[r];
-				size_t seen = 0;
-
-				while (seen < n && strcmp(t[seen].test, row->test))
-					seen++;
-				if (row->kind != DET_P_VALUE || seen < n ||
-				    n == MAX_TESTS)
-					continue;
-				snprintf(t[n].test, sizeof t[n].test, "%s", row->test);
-				t[n++].threshold = p ?
-					corrected_threshold(ev, row->test, p) :
-					ev->alpha / (double)ev->n;
-			}
-	}
-	free(p);
-	return n;
-}
-
-static double threshold_of(const struct test_threshold *t, size_t n,
-			   const char *test, double alpha)
-{
-	for (size_t i = 0; i < n; i++)
-		if (!strcmp(t[i].test, test))
-			return t[i].threshold;
-	return alpha;
-}
-
-static struct store_test store_row(const struct eval *ev,
-				   const struct det_row *r,
-				   const struct test_threshold *thr,
-				   size_t n_thr)
-{
-	struct store_test t = {
+	return (struct store_test){
 		.test = r->test,
 		.statistic = r->statistic,
-		.p_value = r->p_value,
-		.threshold = NO_VALUE,
+		.p_value = r->kind == DET_P_VALUE ? r->p_value : NO_VALUE,
+		.threshold = r->kind == DET_ABOVE ? r->threshold : NO_VALUE,
 		.effect = r->effect,
 		.bandwidth = r->bandwidth,
 		.permutations = r->permutations,
 	};
-
-	switch (r->kind) {
-	case DET_P_VALUE:
-		if (isnan(r->p_value))
-			break;	/* statistic only (no permutations) */
-		t.threshold = threshold_of(thr, n_thr, r->test, ev->alpha);
-		t.drifted = r->p_value <= t.threshold &&
-			    r->effect >= ev->effect_floor;
-		break;
-	case DET_ABOVE:
-		t.threshold = r->threshold;
-		t.drifted = r->statistic > r->threshold;
-		break;
-	case DET_REPORT:
-		break;
-	}
-	return t;
 }
 
-static size_t build_tests(const struct eval *ev, const struct eng_job *j,
-			  const struct test_threshold *thr, size_t n_thr,
-			  struct store_test *t)
+static size_t build_tests(const struct eng_job *j, struct store_test *t)
 {
 	size_t n = 0;
 
 	for (size_t i = 0; i < DET_COUNT; i++)
 		for (size_t r = 0; j->rc[i] == 0 && r < j->out[i].n_rows; r++)
-			t[n++] = store_row(ev, &j->out[i].rows[r], thr, n_thr);
+			t[n++] = store_row(&j->out[i].rows[r]);
 	return n;
 }
 
@@ -303,31 +369,115 @@ static void log_reasons(const char *model, const struct win_closed *c,
 	}
 }
 
-static void put_reference(struct eng *e, const char *model,
-			  const struct win_closed *c)
+static const char *corr_name(enum corr_method c)
 {
-	enum conf_persist mode = e->conf->persist_reference;
+	return c == CORR_BONFERRONI ? "bonferroni" : c == CORR_NONE ? "none" : "bh";
+}
+
+static bool is_tested(const struct eng_job *j)
+{
+	return j->wq.status == 0 && j->win->status == WIN_TESTED && j->n_tests;
+}
+
+/* The corrected cut-off of TEST across the windows of EV that ran it:
+ * one family per test name (DESIGN §4).  A test whose p-value is itself
+ * combined over dimensions (per-dimension tests) enters with that one
+ * p-value per window. */
+static double family_threshold(const struct eval *ev, const char *test)
+{
+	double *p = malloc(ev->n * sizeof(double)), thr;
+	size_t i, k, m = 0;
+
+	for (i = 0; p && i < ev->n; i++) {
+		const struct eng_job *j = ev->jobs[i];
+
+		for (k = 0; is_tested(j) && k < j->n_tests; k++)
+			if (!strcmp(j->tests[k].test, test) &&
+			    !isnan(j->tests[k].p_value))
+				p[m++] = j->tests[k].p_value;
+	}
+	thr = ev->dc.alpha / (double)(m ? m : 1);
+	/* Out of memory: Bonferroni, never more liberal than BH. */
+	if (p && corr_threshold(ev->dc.correction, p, m, ev->dc.alpha, &thr) < 0)
+		thr = ev->dc.alpha / (double)(m ? m : 1);
+	free(p);
+	return thr;
+}
+
+/* Sets threshold (p-value tests) and drifted for every test of every
+ * window: corrected p <= threshold, or statistic above its threshold, and
+ * in both cases the effect size at or above the test's floor. */
+static void decide(struct eval *ev)
+{
+	size_t i, k, i2, k2;
+
+	for (i = 0; i < ev->n; i++) {
+		struct eng_job *j = ev->jobs[i];
+
+		for (k = 0; is_tested(j) && k < j->n_tests; k++) {
+			struct store_test *t = &j->tests[k];
+			double thr = NO_VALUE;
+			bool passes;
+
+			/* The first window holding a test computes its family's
+			 * threshold for all of them. */
+			if (!isnan(t->p_value) && isnan(t->threshold)) {
+				thr = family_threshold(ev, t->test);
+				for (i2 = i; i2 < ev->n; i2++)
+					for (k2 = 0; is_tested(ev->jobs[i2]) &&
+						     k2 < ev->jobs[i2]->n_tests; k2++)
+						if (!strcmp(ev->jobs[i2]->tests[k2].test, t->test))
+							ev->jobs[i2]->tests[k2].threshold = thr;
+			}
+			t->effect_floor = conf_floor_find(ev->dc.floors, ev->dc.n_floors,
+							  ev->dc.effect_floor, t->test);
+			passes = isnan(t->effect) || t->effect >= t->effect_floor;
+			if (isnan(t->effect))
+				t->effect_floor = NO_VALUE;
+			if (!isnan(t->p_value))
+				t->drifted = t->p_value <= t->threshold && passes;
+			else
+				t->drifted = !isnan(t->threshold) &&
+					     t->statistic > t->threshold && passes;
+		}
+	}
+}
+
+static void put_reference(struct eng *e, const struct eval *ev,
+			  const struct eng_job *j)
+{
+	const struct win_ref *ref = j->win->ref;
+	enum conf_persist mode = ev->dc.persist;
+	bool projected = mode == CONF_PERSIST_PROJECTED && j->ref_proj;
 	struct store_reference r = {
-		.model = model,
-		.slice = c->slice,
-		.id = c->ref->id,
-		.n = c->ref->n,
-		.dim = c->ref->dim,
-		.data = mode == CONF_PERSIST_RAW ? c->ref->data : NULL,
+		.model = ev->model->name,
+		.slice = ref->slice,
+		.id = ref->id,
+		.created_us = ref->created_us,
+		.n = ref->n,
+		.dim = projected ? ev->dc.projection_dim : ref->dim,
+		.data = projected ? j->ref_proj : ref->data,
 		.persist = mode == CONF_PERSIST_RAW ? STORE_PERSIST_RAW :
-			   mode == CONF_PERSIST_PROJECTED ?
-							  STORE_PERSIST_PROJECTED :
-							  STORE_PERSIST_NONE,
+			   projected ? STORE_PERSIST_PROJECTED : STORE_PERSIST_NONE,
+		.explicit_records = ref->explicit_records,
+		.k = ref->k,
+		.scores = ref->scores,
+		.source_dim = projected ? ref->dim : 0,
+		.projection_seed = PROJECTION_SEED,
 	};
 
+	if (j->ref_cal_rc == 0 && j->ref_cal.n >= ev->dc.min_labels) {
+		r.cal_n = j->ref_cal.n;
+		r.cal_ece = j->ref_cal.ece;
+		r.cal_brier = j->ref_cal.brier;
+	}
 	if (store_put_reference(e->store, &r) < 0)
-		log_err("model %s slice %s: reference set %lld not queued for "
-			"the database (queue full)",
-			model, c->slice, (long long)c->ref->id);
+		log_err("model %s slice %s: reference set %lld not saved (database "
+			"queue and journal full)", r.model, r.slice, (long long)r.id);
 }
 
 static void log_window(const char *model, const struct win_closed *c,
-		       const struct store_test *t, size_t n)
+		       const struct store_test *t, size_t n, bool alarm)
 {
 	struct log_ctx ctx;
 	char line[512];
@@ -352,25 +502,98 @@ static void log_window(const char *model, const struct win_closed *c,
 		.message_id = drifted ? LOG_MID_DRIFT : LOG_MID_WINDOW,
 	};
 	log_event(drifted ? LOG_LVL_NOTICE : LOG_LVL_INFO, &ctx,
-		  "model %s slice %s window %lld n=%u: %s%s", model, c->slice,
+		  "model %s slice %s window %lld n=%u%s: %s%s%s", model, c->slice,
 		  (long long)c->window_id, c->n,
-		  drifted ? "DRIFT" : "no drift", line);
+		  c->ref_fallback ? " (whole-model reference)" : "",
+		  drifted ? "DRIFT" : "no drift", alarm ? ", ALARM" : "", line);
+}
+
+/* The K-of-M rule: the window's decision joins the slice's history. */
+static bool alarm_of(const struct eval *ev, struct win_slice_state *ss,
+		     bool drifted, unsigned *recent)
+{
+	uint64_t mask = ev->dc.alarm_m >= 64 ? UINT64_MAX :
+		       (UINT64_C(1) << ev->dc.alarm_m) - 1;
+	uint64_t bits = ss ? ss->recent << 1 | drifted : drifted;
+
+	if (ss)
+		ss->recent = bits;
+	*recent = (unsigned)__builtin_popcountll(bits & mask);
+	return *recent >= ev->dc.alarm_k;
+}
+
+/* Calibration of a window against the slice's baseline; the first window
+ * with enough labels becomes the baseline when the reference had none. */
+static bool calibration_of(const struct eval *ev, const struct eng_job *j,
+			   struct win_slice_state *ss, struct store_calibration *out)
+{
+	const struct win_closed *c = j->win;
+	bool enough = j->cal_rc == 0 && c->n_labeled >= ev->dc.min_labels;
+
+	if (!ev->dc.calibration || !c->labels_seen)
+		return false;
+	*out = (struct store_calibration){
+		.n_labeled = c->n_labeled,
+		.labels_seen = c->labels_seen,
+		.ece = enough ? j->cal.ece : NO_VALUE,
+		.mce = enough ? j->cal.mce : NO_VALUE,
+		.brier = enough ? j->cal.brier : NO_VALUE,
+		.accuracy = enough ? j->cal.accuracy : NO_VALUE,
+		.reference_ece = NO_VALUE,
+		.reference_brier = NO_VALUE,
+	};
+	if (!ss)
+		return true;
+	if (!ss->has_baseline && enough) {
+		ss->has_baseline = true;
+		ss->base_ece = j->cal.ece;
+		ss->base_brier = j->cal.brier;
+	}
+	if (ss->has_baseline) {
+		out->reference_ece = ss->base_ece;
+		out->reference_brier = ss->base_brier;
+		out->degraded = enough &&
+			(j->cal.ece > ss->base_ece + ev->dc.ece_margin ||
+			 j->cal.brier > ss->base_brier + ev->dc.brier_margin);
+	}
+	return true;
 }
 
 /* The evaluation's webhook events ride with its last window, so they
- * commit in the transaction of the results they report (hookev.h). */
+ * commit in the transaction of the results they report (hookev.h).  A
+ * slice is in drift.detected when it alarms (ALARM_TESTS: its tests, the
+ * alarm.k of alarm.m rule met), in calibration.degraded when CAL says so. */
 static void add_events(struct hookev_batch *hb, const char *model,
-		       const struct win_closed *c, const struct store_test *t,
-		       size_t n, bool last, struct store_window *w)
+		       const struct win_closed *c, const struct store_test *alarm_tests,
+		       size_t n, const struct store_calibration *cal, bool last,
+		       struct store_window *w)
 {
 	struct hookev_slice s = {
 		.slice = c->slice, .window_id = c->window_id,
 		.start_us = c->start_us, .end_us = c->end_us, .n = c->n,
-		.reference_set_id = c->ref->id,
+		.reference_set_id = c->ref ? c->ref->id : 0,
 	};
+	struct store_test ct[2];
+	int err = 0;
 
-	if (hookev_add(hb, HOOKEV_DRIFT, &s, t, n) < 0 ||
-	    (last && hookev_take(hb, &w->events, &w->n_events) < 0))
+	if (alarm_tests)
+		err |= hookev_add(hb, HOOKEV_DRIFT, &s, alarm_tests, n);
+	if (cal && cal->degraded) {
+		ct[0] = (struct store_test){
+			.test = "ece", .statistic = cal->ece, .p_value = NO_VALUE,
+			.threshold = cal->reference_ece, .effect = NO_VALUE,
+			.bandwidth = NO_VALUE, .effect_floor = NO_VALUE,
+			.drifted = true,
+		};
+		ct[1] = ct[0];
+		ct[1].test = "brier";
+		ct[1].statistic = cal->brier;
+		ct[1].threshold = cal->reference_brier;
+		err |= hookev_add(hb, HOOKEV_CALIBRATION, &s, ct, 2);
+	}
+	if (last)
+		err |= hookev_take(hb, &w->events, &w->n_events);
+	if (err < 0)
 		log_err("model %s: out of memory building its webhook event; "
 			"slice %s may be missing from it", model, c->slice);
 }
@@ -388,78 +611,167 @@ static void flush_events(struct eng *e, struct hookev_batch *hb,
 	hookev_batch_free(hb);
 }
 
-static void write_window(struct eng *e, const struct eval *ev,
-			 const struct eng_job *j,
-			 const struct test_threshold *thr, size_t n_thr,
+/* A reference that froze for this window brings its baseline along. */
+static void take_baseline(const struct eval *ev, const struct eng_job *j)
+{
+	struct win_slice_state *ss;
+
+	if (!j->win->ref_new || j->ref_cal_rc != 0 ||
+	    j->ref_cal.n < ev->dc.min_labels ||
+	    !(ss = win_state(ev->model->win, j->win->ref->slice)))
+		return;
+	ss->has_baseline = true;
+	ss->base_ece = j->ref_cal.ece;
+	ss->base_brier = j->ref_cal.brier;
+}
+
+/* A window recorded without a test: one insufficient_data row whose
+ * statistic is the sample that fell short and threshold its minimum. */
+static size_t insufficient_row(const struct eval *ev, const struct win_closed *c,
+			       struct store_test *t)
+{
+	*t = (struct store_test){
+		.test = "insufficient_data",
+		.statistic = c->short_of,
+		.p_value = NO_VALUE,
+		.threshold = c->status == WIN_SHORT_WINDOW ?
+				     (double)ev->dc.window_min :
+				     (double)ev->dc.reference_min,
+		.effect = NO_VALUE,
+		.bandwidth = NO_VALUE,
+		.effect_floor = NO_VALUE,
+	};
+	return 1;
+}
+
+static void write_window(struct eng *e, struct eval *ev, struct eng_job *j,
+			 size_t family, int64_t evaluated_us,
 			 struct hookev_batch *hb, bool last)
 {
-	const char *model = ev->model->name;
+	struct eng_model *m = ev->model;
 	const struct win_closed *c = j->win;
-	struct store_test t[MAX_TESTS];
-	size_t n = build_tests(ev, j, thr, n_thr, t);
+	struct win_slice_state *ss = win_state(m->win, c->slice);
+	bool tested = c->status == WIN_TESTED, drifted = false;
+	struct store_test short_row;
+	struct store_calibration cal;
+	struct store_decision d = {
+		.alpha = ev->dc.alpha,
+		.correction = corr_name(ev->dc.correction),
+		.family_size = (unsigned)family,
+		.alarm_k = ev->dc.alarm_k,
+		.alarm_m = ev->dc.alarm_m,
+		.evaluated_us = evaluated_us,
+	};
 	struct store_window w = {
-		.model = model,
+		.model = m->name,
 		.slice = c->slice,
 		.window_id = c->window_id,
 		.start_us = c->start_us,
 		.end_us = c->end_us,
 		.n = c->n,
-		.reference_set_id = c->ref->id,
+		.reference_set_id = tested ? c->ref->id : 0,
 		.seed = j->dp.seed,
-		.tests = t,
-		.n_tests = n,
+		.tests = j->tests,
+		.n_tests = j->n_tests,
+		.insufficient = !tested,
+		.reference_fallback = c->ref_fallback,
+		.decision = &d,
 		.closed_us = j->closed_us,
 	};
 
-	log_reasons(model, c, j);
-	if (n == 0) {
+	if (tested)
+		log_reasons(m->name, c, j);
+	if (tested && j->n_tests == 0) {
 		st.windows_failed++;
 		log_err("model %s slice %s window %lld: no detector produced "
-			"a result", model, c->slice, (long long)c->window_id);
+			"a result", m->name, c->slice, (long long)c->window_id);
 		return;
 	}
-	log_window(model, c, t, n);
-	add_events(hb, model, c, t, n, last, &w);
-	if (c->ref_new)
-		put_reference(e, model, c);
+	if (tested) {
+		for (size_t k = 0; k < j->n_tests; k++)
+			drifted |= j->tests[k].drifted;
+		d.drifted = drifted;
+		d.alarm = alarm_of(ev, ss, drifted, &d.recent_drifted);
+		m->alarms += d.alarm;
+		log_window(m->name, c, j->tests, j->n_tests, d.alarm);
+		take_baseline(ev, j);
+	} else {
+		w.tests = &short_row;
+		w.n_tests = insufficient_row(ev, c, &short_row);
+		w.decision = NULL;
+		m->windows_insufficient++;
+		st.windows_insufficient++;
+	}
+	if (calibration_of(ev, j, ss, &cal))
+		w.calibration = &cal;
+	add_events(hb, m->name, c, d.alarm ? j->tests : NULL, j->n_tests,
+		   w.calibration, last, &w);
+	if (c->ref_new && !c->ref->persisted)
+		put_reference(e, ev, j);
 	if (store_put_window(e->store, &w) < 0) {
 		st.windows_dropped++;
-		log_err("model %s slice %s window %lld: database queue full, "
-			"result dropped", model, c->slice,
+		log_err("model %s slice %s window %lld: result dropped: database "
+			"unreachable and spill journal full", m->name, c->slice,
 			(long long)c->window_id);
 		return;
 	}
 	st.windows_written++;
 	if (lat_put(ev->model->latest, &w) < 0)
-		log_err("model %s slice %s: out of memory for /metrics", model,
+		log_err("model %s slice %s: out of memory for /metrics", m->name,
 			c->slice);
 }
 
 static void model_release(struct eng_model *m);
 
+static void eval_free(struct eval *ev)
+{
+	for (size_t i = 0; i < ev->n; i++)
+		job_free(ev->model, ev->jobs[i]);
+	for (size_t i = 0; i < ev->dc.n_floors; i++)
+		free(ev->dc.floors[i]);
+	free(ev->dc.floors);
+	free(ev);
+}
+
 static void eval_finish(struct eval *ev)
 {
 	struct eng_model *m = ev->model;
 	struct eng *e = m->eng;
-	struct test_threshold thr[MAX_TESTS];
-	size_t n_thr = eval_thresholds(ev, thr), i;
-	struct timespec now;
-	struct hookev_batch *hb;
+	int64_t now = wall_us();
+	struct hookev_batch *hb = hookev_batch_new(e->conf, m->name, now);
+	size_t i, family = 0;
 
-	clock_gettime(CLOCK_REALTIME, &now);
-	hb = hookev_batch_new(e->conf, m->name, (int64_t)now.tv_sec * 1000000 +
-						 now.tv_nsec / 1000);
 	for (i = 0; i < ev->n; i++) {
-		if (ev->jobs[i]->wq.status == 0)
-			write_window(e, ev, ev->jobs[i], thr, n_thr, hb,
-				     i + 1 == ev->n);
-		job_free(m, ev->jobs[i]);
+		struct eng_job *j = ev->jobs[i];
+
+		if (j->wq.status == 0 && j->win->status == WIN_TESTED)
+			j->n_tests = build_tests(j, j->tests);
+		family += is_tested(j);
 	}
+	decide(ev);
+	for (i = 0; i < ev->n; i++)
+		if (ev->jobs[i]->wq.status == 0)
+			write_window(e, ev, ev->jobs[i], family, now, hb,
+				     i + 1 == ev->n);
 	flush_events(e, hb, m->name);
 	m->windows_in_flight -= ev->n;
-	free(ev);
+	eval_free(ev);
 	e->evals_in_flight--;
 	m->evals_in_flight--;
+}
+
+/* Finishes the model's evaluations whose jobs are all back, oldest first,
+ * stopping at the first still running. */
+static void finish_ready(struct eng_model *m)
+{
+	struct eval *ev;
+
+	while ((ev = m->evals_first) && ev->pending == 0) {
+		m->evals_first = ev->next;
+		if (!m->evals_first)
+			m->evals_last = NULL;
+		eval_finish(ev);
+	}
 	if (m->removed && m->evals_in_flight == 0)
 		model_release(m);
 }
@@ -471,7 +783,7 @@ static void job_done(struct wq_job *w)
 	st.detector_us_total += j->run_us;
 	prom_observe_us(&st.detector_seconds, j->run_us);
 	if (--j->eval->pending == 0)
-		eval_finish(j->eval);
+		finish_ready(j->eval->model);
 }
 
 /* Each window gets its own seed, derived only from the model's seed, the
@@ -516,6 +828,56 @@ static struct det_params det_params_of(const struct conf_model *cfg,
 	};
 }
 
+static int copy_floors(struct decision_cfg *dc, const struct conf_model *cfg)
+{
+	dc->floors = calloc(cfg->n_effect_floor_by_test + 1, sizeof(char *));
+	if (!dc->floors)
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg->n_effect_floor_by_test; i++) {
+		if (!(dc->floors[i] = strdup(cfg->effect_floor_by_test[i])))
+			return -ENOMEM;
+		dc->n_floors++;
+	}
+	return 0;
+}
+
+static int decision_cfg_of(const struct eng *e, const struct conf_model *cfg,
+			   struct decision_cfg *dc)
+{
+	*dc = (struct decision_cfg){
+		.alpha = cfg->alpha,
+		.effect_floor = cfg->effect_floor,
+		.correction = corr_of(cfg->correction),
+		.alarm_k = cfg->alarm_k,
+		.alarm_m = cfg->alarm_m,
+		.calibration = (cfg->detectors & CONF_DET_CALIBRATION) &&
+			       cfg->scores_width,
+		.min_labels = cfg->calibration_min_labels,
+		.ece_margin = cfg->calibration_ece_margin,
+		.brier_margin = cfg->calibration_brier_margin,
+		.persist = e->conf->persist_reference,
+		.projection_dim = e->conf->persist_projection_dim,
+		.window_min = window_min_of(cfg),
+		.reference_min = cfg->reference_min_size < cfg->reference_size ?
+					 cfg->reference_min_size :
+					 cfg->reference_size,
+	};
+	return copy_floors(dc, cfg);
+}
+
+/* Ids handed out are covered by the lease on disk before they can reach
+ * the store. */
+static void cover_ids(struct eng_model *m)
+{
+	struct eng *e = m->eng;
+	int err;
+
+	if (e->ids && (err = ids_cover(e->ids, m->name,
+				       win_max_window_id(m->win))) < 0)
+		log_err("model %s: cannot save window ids in the state "
+			"directory: %s", m->name, strerror(-err));
+}
+
 static void submit_eval(struct eng_model *m, struct win_closed *list)
 {
 	const struct conf_model *cfg = m->cfg;
@@ -527,28 +889,33 @@ static void submit_eval(struct eng_model *m, struct win_closed *list)
 		n++;
 	if (n == 0)
 		return;
+	cover_ids(m);
 	ev = calloc(1, sizeof(*ev) + n * sizeof(ev->jobs[0]));
+	if (ev)
+		ev->model = m;
 	for (c = list; ev && c; c = c->next, i++)
 		if (!(ev->jobs[i] = calloc(1, sizeof(struct eng_job))))
 			break;
-	if (!ev || i < n) {
+	if (!ev || i < n || decision_cfg_of(m->eng, cfg, &ev->dc) < 0) {
 		log_err("model %s: out of memory, %zu windows lost",
 			cfg->name, n);
 		st.windows_failed += n;
-		for (size_t k = 0; ev && k < i; k++)
-			free(ev->jobs[k]);
-		free(ev);
+		if (ev) {
+			ev->n = i;
+			eval_free(ev);
+		}
 		while ((c = list)) {
 			list = c->next;
 			win_closed_free(c);
 		}
 		return;
 	}
-	ev->model = m;
-	ev->alpha = cfg->alpha;
-	ev->effect_floor = cfg->effect_floor;
-	ev->correction = corr_of(cfg->correction);
 	ev->n = ev->pending = n;
+	if (m->evals_last)
+		m->evals_last->next = ev;
+	else
+		m->evals_first = ev;
+	m->evals_last = ev;
 	m->evals_in_flight++;
 	m->windows_in_flight += n;
 	m->eng->evals_in_flight++;
@@ -560,7 +927,7 @@ static void submit_eval(struct eng_model *m, struct win_closed *list)
 		j->eval = ev;
 		j->win = c;
 		j->dp = det_params_of(cfg, c);
-		j->wq.run = job_run;
+		j->wq.run = eval_job_run;
 		j->wq.done = job_done;
 		j->closed_us = mono_us();
 		st.windows_closed++;
@@ -577,6 +944,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	struct eng_model *m = arg;
 	struct win_closed *closed = NULL;
 
+	/* With nowhere to keep results, windows stay open (and records are
+	 * refused) rather than closing into a result that would be lost. */
+	if (!store_accepting(m->eng->store))
+		return;
 	if (win_close_due(m->win, &closed))
 		submit_eval(m, closed);
 }
@@ -606,10 +977,12 @@ static struct win_params win_params_of(const struct conf_model *cfg)
 		cap = cfg->reference_size * WINDOW_MAX_REFERENCES;
 	return (struct win_params){
 		.dim = cfg->dim,
+		.k = cfg->scores_width,
 		.reference_size = cfg->reference_size,
+		.reference_min = cfg->reference_min_size,
 		.window_size = cfg->window_size,
 		.window_max = cap,
-		.window_min = cfg->window_min_size,
+		.window_min = window_min_of(cfg),
 		.max_slices = cfg->max_slices,
 		.slice_by = (const char *const *)cfg->slice_by,
 		.n_slice_by = cfg->n_slice_by,
@@ -628,9 +1001,17 @@ static struct eng_model *model_new(struct eng *e, const struct conf_model *cfg)
 	m->eng = e;
 	m->name = strdup(cfg->name);
 	m->win = win_model_new(&wp);
+	m->labels = lbl_new(cfg->scores_width);
 	m->latest = lat_new();
-	if (!m->name || !m->win || !m->latest || arm_tick(m, cfg->window_interval_us) < 0)
+	if (!m->name || !m->win || !m->labels || !m->latest ||
+	    arm_tick(m, cfg->window_interval_us) < 0)
 		goto fail;
+	if (e->ids)
+		win_resume(m->win, ids_lease(e->ids, m->name) - 1);
+	if ((cfg->detectors & CONF_DET_CALIBRATION) && !cfg->scores_width)
+		log_warning("model %s: the calibration detector needs scores: "
+			    "set scores.width (labels are refused until then)",
+			    m->name);
 	return m;
 fail:
 	model_release(m);
@@ -648,6 +1029,7 @@ static void model_release(struct eng_model *m)
 	if (m->tick)
 		event_free(m->tick);
 	win_model_free(m->win);
+	lbl_free(m->labels);
 	lat_free(m->latest);
 	free(m->name);
 	free(m);
@@ -684,17 +1066,24 @@ static struct eng_model *model_find(const struct eng *e, const char *name)
 	return NULL;
 }
 
+static void on_sweep(evutil_socket_t fd, short what, void *arg);
+
 struct eng *eng_new(struct event_base *base, struct wq *wq,
 		    struct store *store, const struct conf *c)
 {
 	struct eng *e = calloc(1, sizeof(*e));
+	struct timeval every = { SWEEP_US / 1000000, SWEEP_US % 1000000 };
 
 	if (!e)
 		return NULL;
 	e->base = base;
 	e->wq = wq;
 	e->store = store;
-	if (eng_reconfigure(e, c) < 0) {
+	e->sweep = event_new(base, -1, EV_PERSIST, on_sweep, e);
+	if (!e->sweep || event_add(e->sweep, &every) < 0 ||
+	    eng_reconfigure(e, c) < 0) {
+		if (e->sweep)
+			event_free(e->sweep);
 		free(e);
 		return NULL;
 	}
@@ -707,7 +1096,7 @@ static bool same_shape(const struct conf_model *a, const struct conf_model *b)
 	size_t i;
 
 	if (a->dim != b->dim || a->reference_size != b->reference_size ||
-	    a->n_slice_by != b->n_slice_by)
+	    a->scores_width != b->scores_width || a->n_slice_by != b->n_slice_by)
 		return false;
 	for (i = 0; i < a->n_slice_by; i++)
 		if (strcmp(a->slice_by[i], b->slice_by[i]))
@@ -750,9 +1139,9 @@ int eng_reconfigure(struct eng *e, const struct conf *c)
 			return -ENOMEM;
 		}
 		if (old)
-			log_warning("model %s: dim, slice_by or reference.size "
-				    "changed: its references and windows start "
-				    "over", c->models[i].name);
+			log_warning("model %s: dim, slice_by, reference.size or "
+				    "scores.width changed: its references and "
+				    "windows start over", c->models[i].name);
 	}
 	for (i = 0; i < e->n_models; i++) {
 		for (j = 0; j < c->n_models && next[j] != e->models[i]; j++)
@@ -770,6 +1159,103 @@ int eng_reconfigure(struct eng *e, const struct conf *c)
 	return 0;
 }
 
+/* Classes a label may name: 0/1 with one score, 0..k-1 with k. */
+static int64_t label_classes(const struct conf_model *cfg)
+{
+	return cfg->scores_width > 1 ? cfg->scores_width : 2;
+}
+
+static bool takes_labels(const struct conf_model *cfg)
+{
+	return cfg->scores_width && (cfg->detectors & CONF_DET_CALIBRATION);
+}
+
+/* A label sent on its own meets the scored record waiting for it. */
+static enum rec_err join_label(struct eng_model *m, const struct record *r,
+			       char *msg, size_t msglen)
+{
+	float scores[REC_MAX_SCORES];
+	char slice[WIN_SLICE_KEY_MAX];
+
+	if (!takes_labels(m->cfg)) {
+		snprintf(msg, msglen, "model %s takes no labels (it needs "
+			 "scores.width and the calibration detector)", m->name);
+		return REC_ERR_UNSUPPORTED;
+	}
+	if (!r->id) {
+		snprintf(msg, msglen, "a label sent on its own needs the id of "
+			 "its record");
+		return REC_ERR_BAD_FIELD;
+	}
+	if (r->label >= label_classes(m->cfg)) {
+		snprintf(msg, msglen, "label %lld is not a class of model %s "
+			 "(0..%lld)", (long long)r->label, m->name,
+			 (long long)label_classes(m->cfg) - 1);
+		return REC_ERR_BAD_FIELD;
+	}
+	if (lbl_take(m->labels, r->id, scores, slice, sizeof(slice)) < 0) {
+		m->labels_unmatched++;
+		snprintf(msg, msglen, "no scored record with id \"%.64s\" is "
+			 "waiting for a label (never sent, labeled already, or "
+			 "older than labels.ttl)", r->id);
+		return REC_ERR_UNKNOWN_ID;
+	}
+	if (win_add_labeled(m->win, slice, scores, r->label) < 0) {
+		m->labels_unmatched++;
+		snprintf(msg, msglen, "the slice of record \"%.64s\" is gone "
+			 "(idle expiry or reset)", r->id);
+		return REC_ERR_UNKNOWN_ID;
+	}
+	m->labels_joined++;
+	return REC_OK;
+}
+
+/* Scores and inline label against the model's scores.width. */
+static enum rec_err check_scores(const struct eng_model *m,
+				 const struct record *r, char *msg,
+				 size_t msglen)
+{
+	unsigned width = m->cfg->scores_width;
+
+	if (width && r->n_scores != width) {
+		snprintf(msg, msglen, "model %s expects %u scores per record "
+			 "(scores.width), got %u", m->name, width, r->n_scores);
+		return REC_ERR_BAD_FIELD;
+	}
+	for (unsigned i = 0; i < width; i++) {
+		if (r->scores[i] < 0 || r->scores[i] > 1) {
+			snprintf(msg, msglen, "scores are probabilities: %g is "
+				 "outside [0, 1]", (double)r->scores[i]);
+			return REC_ERR_BAD_FIELD;
+		}
+	}
+	if (width && r->has_label && r->label >= label_classes(m->cfg)) {
+		snprintf(msg, msglen, "label %lld is not a class of model %s "
+			 "(0..%lld)", (long long)r->label, m->name,
+			 (long long)label_classes(m->cfg) - 1);
+		return REC_ERR_BAD_FIELD;
+	}
+	return REC_OK;
+}
+
+/* A scored live record with an id and no label waits for its label. */
+static void await_label(struct eng_model *m, const struct record *r,
+			int64_t now_us)
+{
+	char slice[WIN_SLICE_KEY_MAX];
+	size_t evicted = 0;
+
+	if (!takes_labels(m->cfg) || !r->id || r->has_label ||
+	    r->role != REC_LIVE || win_record_slice(m->win, r, slice) < 0)
+		return;
+	if (lbl_put(m->labels, r->id, slice, r->scores,
+		    now_us + (int64_t)m->cfg->labels_ttl_us,
+		    m->cfg->labels_max_pending, &evicted) < 0)
+		log_err("model %s: out of memory for records awaiting labels",
+			m->name);
+	m->labels_evicted += evicted;
+}
+
 enum rec_err eng_ingest(struct eng *e, const struct record *r, int64_t now_us,
 			char *msg, size_t msglen)
 {
@@ -781,12 +1267,11 @@ enum rec_err eng_ingest(struct eng *e, const struct record *r, int64_t now_us,
 		snprintf(msg, msglen, "unknown model \"%.64s\"", r->model);
 		return REC_ERR_UNKNOWN_MODEL;
 	}
+	if (!r->embedding && r->has_label)
+		return join_label(m, r, msg, msglen);
 	if (!r->embedding) {
-		snprintf(msg, msglen,
-			 "record has no embedding (labels sent on their own "
-			 "are not joined yet)");
-		return r->has_label ? REC_ERR_UNSUPPORTED :
-				      REC_ERR_MISSING_EMBEDDING;
+		snprintf(msg, msglen, "record has no embedding");
+		return REC_ERR_MISSING_EMBEDDING;
 	}
 	if (r->dim != m->cfg->dim) {
 		snprintf(msg, msglen,
@@ -794,14 +1279,23 @@ enum rec_err eng_ingest(struct eng *e, const struct record *r, int64_t now_us,
 			 r->dim, m->cfg->name, m->cfg->dim);
 		return REC_ERR_WRONG_DIM;
 	}
-	err = win_add(m->win, r, r->has_ts ? r->ts_us : now_us, &closed);
+	if ((err = check_scores(m, r, msg, msglen)) != REC_OK)
+		return err;
+	if (r->role == REC_LIVE && !store_accepting(e->store)) {
+		snprintf(msg, msglen, "results cannot be kept: the database is "
+			 "unreachable and the spill journal is full");
+		return REC_ERR_OVERLOADED;
+	}
+	err = win_add(m->win, r, r->has_ts ? r->ts_us : now_us, now_us, &closed);
 	if (closed)
 		submit_eval(m, closed);
 	switch (err) {
 	case REC_OK:
 		m->records++;
+		await_label(m, r, now_us);
 		break;
 	case REC_ERR_TOO_MANY_SLICES:
+		m->slices_refused++;
 		snprintf(msg, msglen, "model %s already tracks %u slices "
 			 "(max_slices)", m->cfg->name, m->cfg->max_slices);
 		break;
@@ -820,13 +1314,171 @@ enum rec_err eng_ingest(struct eng *e, const struct record *r, int64_t now_us,
 	return err;
 }
 
-void eng_resume(struct eng *e, const char *model, const char *slice,
-		int64_t max_id)
+void eng_resume(struct eng *e, const char *model, int64_t max_id)
 {
 	struct eng_model *m = model_find(e, model);
 
 	if (m)
-		win_resume(m->win, slice, max_id);
+		win_resume(m->win, max_id);
+}
+
+void eng_set_ids(struct eng *e, struct ids *ids)
+{
+	e->ids = ids;
+	for (size_t i = 0; ids && i < e->n_models; i++) {
+		win_resume(e->models[i]->win,
+			   ids_lease(ids, e->models[i]->name) - 1);
+		cover_ids(e->models[i]);
+	}
+}
+
+void eng_save_ids(struct eng *e)
+{
+	int err;
+
+	if (!e->ids)
+		return;
+	for (size_t i = 0; i < e->n_models; i++)
+		ids_set_exact(e->ids, e->models[i]->name,
+			      win_max_window_id(e->models[i]->win));
+	if ((err = ids_save(e->ids)) < 0)
+		log_err("cannot save window ids in the state directory: %s",
+			strerror(-err));
+}
+
+/* ---- slice lifecycle, references ---- */
+
+struct expiry {
+	struct eng *e;
+	struct eng_model *m;
+	int64_t now;
+};
+
+/* An expired slice's saved reference is retired with it, so a restart does
+ * not bring the slice back. */
+static void on_slice_expired(void *arg, const char *slice,
+			     const struct win_ref *ref)
+{
+	struct expiry *x = arg;
+
+	x->m->slices_expired++;
+	log_info("model %s slice %s: idle for slice.idle_timeout, dropped",
+		 x->m->name, slice);
+	if (ref && store_retire_references(x->e->store, x->m->name, slice,
+					   x->now, "expired") < 0)
+		log_err("model %s slice %s: retiring its reference not queued",
+			x->m->name, slice);
+}
+
+static void sweep_model(struct eng *e, struct eng_model *m, int64_t now)
+{
+	struct expiry x = { e, m, now };
+	struct win_closed *closed = NULL;
+
+	m->labels_expired += lbl_expire(m->labels, now);
+	if (!m->cfg->slice_idle_us || !store_accepting(e->store))
+		return;
+	win_expire(m->win, now, m->cfg->slice_idle_us, &closed,
+		   on_slice_expired, &x);
+	if (closed)
+		submit_eval(m, closed);
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct eng *e = arg;
+	int64_t now = wall_us();
+
+	for (size_t i = 0; i < e->n_models; i++)
+		sweep_model(e, e->models[i], now);
+}
+
+int eng_reset_references(struct eng *e, const char *model)
+{
+	struct eng_model *m = model_find(e, model);
+	struct lbl *fresh;
+	size_t dropped;
+	int err;
+
+	if (!m)
+		return -ENOENT;
+	if (!(fresh = lbl_new(m->cfg->scores_width)))
+		return -ENOMEM;
+	if ((err = win_reset(m->win, &dropped)) < 0) {
+		lbl_free(fresh);
+		return err;
+	}
+	/* Predictions of the old model version no longer count. */
+	lbl_free(m->labels);
+	m->labels = fresh;
+	m->resets++;
+	if (store_retire_references(e->store, m->name, NULL, wall_us(),
+				    "reset") < 0)
+		log_err("model %s: retiring its saved references not queued "
+			"(database queue and journal full)", m->name);
+	log_notice("model %s: references reset: %zu slices warm up again, "
+		   "%zu records of open windows dropped", m->name,
+		   win_slice_count(m->win), dropped);
+	return (int)win_slice_count(m->win);
+}
+
+bool eng_want_reference(struct eng *e, const struct store_reference *r)
+{
+	struct eng_model *m = model_find(e, r->model);
+	unsigned dim;
+
+	if (!m || r->n < 2 || r->k != m->cfg->scores_width)
+		return false;
+	dim = r->persist == STORE_PERSIST_PROJECTED ? r->source_dim : r->dim;
+	return dim == m->cfg->dim && (r->persist == STORE_PERSIST_RAW ||
+				      r->persist == STORE_PERSIST_PROJECTED);
+}
+
+void eng_restore_reference(struct eng *e, const struct store_reference *r)
+{
+	struct eng_model *m = model_find(e, r->model);
+	unsigned n, i;
+	struct win_ref *ref;
+	struct win_slice_state *ss;
+	int err;
+
+	if (!m || !eng_want_reference(e, r))
+		return;
+	n = r->n < m->cfg->reference_size ? r->n : m->cfg->reference_size;
+	if (!(ref = win_ref_new(r->slice, n, r->dim, r->k))) {
+		log_err("model %s slice %s: out of memory restoring its "
+			"reference", m->name, r->slice);
+		return;
+	}
+	ref->n = n;
+	ref->id = r->id;
+	ref->created_us = r->created_us;
+	ref->explicit_records = r->explicit_records;
+	ref->persisted = true;
+	if (r->persist == STORE_PERSIST_PROJECTED) {
+		ref->source_dim = r->source_dim;
+		ref->proj_seed = r->projection_seed;
+	}
+	memcpy(ref->data, r->data, (size_t)n * r->dim * sizeof(float));
+	if (r->k) {
+		memcpy((float *)ref->scores, r->scores,
+		       (size_t)n * r->k * sizeof(float));
+		for (i = 0; i < n; i++)
+			((int64_t *)ref->labels)[i] = WIN_NO_LABEL;
+	}
+	if ((err = win_install_reference(m->win, ref)) < 0) {
+		log_info("model %s slice %s: saved reference %lld not restored: "
+			 "%s", m->name, r->slice, (long long)r->id,
+			 err == -EBUSY ? "the slice already uses a new one" :
+			 err == -ENOSPC ? "max_slices reached" : strerror(-err));
+		return;
+	}
+	m->references_restored++;
+	if (r->cal_n && (ss = win_state(m->win, r->slice))) {
+		ss->has_baseline = true;
+		ss->base_ece = r->cal_ece;
+		ss->base_brier = r->cal_brier;
+	}
 }
 
 size_t eng_in_flight(const struct eng *e)
@@ -868,6 +1520,17 @@ void eng_foreach_model(const struct eng *e,
 			.sample_bytes = win_memory(m->win),
 			.records = m->records,
 			.windows = m->windows,
+			.slices_refused = m->slices_refused,
+			.slices_expired = m->slices_expired,
+			.windows_insufficient = m->windows_insufficient,
+			.alarms = m->alarms,
+			.resets = m->resets,
+			.references_restored = m->references_restored,
+			.labels_pending = lbl_count(m->labels),
+			.labels_joined = m->labels_joined,
+			.labels_unmatched = m->labels_unmatched,
+			.labels_expired = m->labels_expired,
+			.labels_evicted = m->labels_evicted,
 		};
 
 		fn(arg, &mi);
@@ -886,6 +1549,8 @@ void eng_free(struct eng *e)
 		model_release(e->models[i]);
 	while (e->n_draining)
 		model_release(e->draining[0]);
+	if (e->sweep)
+		event_free(e->sweep);
 	free(e->draining);
 	free(e->models);
 	free(e);

@@ -1,11 +1,14 @@
 /* The ingest router and decision policy (prefix eng_): routes validated
- * records to their model's windows, sends closed windows to the workers as
- * one evaluation per model and moment, applies correction across the
- * slices of an evaluation and the alpha / effect-size decision, and hands
- * the results to the store.  Loop thread only. */
+ * records to their model's windows and label-only records to the records
+ * waiting for them, sends closed windows to the workers as one evaluation
+ * per model and moment, applies correction across the slices of an
+ * evaluation, the alpha / effect-size decision and the K-of-M alarm rule,
+ * and hands the results to the store.  Also the slice lifecycle (idle
+ * expiry), reference resets and restores.  Loop thread only. */
 #ifndef DRIFTD_ENGINE_H
 #define DRIFTD_ENGINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,8 +17,10 @@
 struct conf;
 struct conf_model;
 struct event_base;
+struct ids;
 struct lat;
 struct store;
+struct store_reference;
 struct wq;
 
 struct eng;
@@ -32,13 +37,32 @@ struct eng *eng_new(struct event_base *base, struct wq *wq,
 int eng_reconfigure(struct eng *e, const struct conf *c);
 
 /* Routes one record.  NOW_US is the arrival time (unix µs), used when the
- * record has no ts.  On refusal writes the reason to msg. */
+ * record has no ts.  A record without embedding but with an id and a label
+ * is joined with the scored record of that id still waiting for it.  Live
+ * records are refused (overloaded) while the store cannot keep new
+ * windows.  On refusal writes the reason to msg. */
 enum rec_err eng_ingest(struct eng *e, const struct record *r, int64_t now_us,
 			char *msg, size_t msglen);
 
-/* Continue window ids of MODEL/SLICE after MAX_ID (from the store). */
-void eng_resume(struct eng *e, const char *model, const char *slice,
-		int64_t max_id);
+/* Window ids of MODEL continue above MAX_ID (from the store). */
+void eng_resume(struct eng *e, const char *model, int64_t max_id);
+
+/* Window-id leases on disk (idlease.h): ids resume above them now, and
+ * every id handed out from now on is covered by them.  IDS stays the
+ * caller's. */
+void eng_set_ids(struct eng *e, struct ids *ids);
+/* Writes the exact highest window ids (clean shutdown). */
+void eng_save_ids(struct eng *e);
+
+/* Reference restore at start (see store_opts.want / restore). */
+bool eng_want_reference(struct eng *e, const struct store_reference *meta);
+void eng_restore_reference(struct eng *e, const struct store_reference *r);
+
+/* Forgets MODEL's references, open windows, labeled pairs and alarm
+ * history (a new model version was deployed) and retires its saved
+ * reference sets.  Returns the slices reset, -ENOENT for an unknown model,
+ * -ENOMEM. */
+int eng_reset_references(struct eng *e, const char *model);
 
 /* Evaluations submitted but not yet handed to the store. */
 size_t eng_in_flight(const struct eng *e);
@@ -56,6 +80,12 @@ struct eng_model_info {
 	size_t slices;
 	size_t sample_bytes;
 	uint64_t records, windows;
+	uint64_t slices_refused;	/* records refused over max_slices */
+	uint64_t slices_expired;
+	uint64_t windows_insufficient, alarms, resets, references_restored;
+	size_t labels_pending;
+	uint64_t labels_joined, labels_unmatched, labels_expired,
+		 labels_evicted;
 };
 /* Calls FN for each live model, in config order. */
 void eng_foreach_model(const struct eng *e,

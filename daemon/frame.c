@@ -75,6 +75,7 @@ uint8_t frm_reason_code(enum rec_err e)
 	case REC_ERR_UNSUPPORTED: return 13;
 	case REC_ERR_OVERLOADED: return 14;
 	case REC_ERR_BAD_FRAME: return 15;
+	case REC_ERR_UNKNOWN_ID: return 16;
 	default: return 255;
 	}
 }

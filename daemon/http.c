@@ -212,6 +212,26 @@ static void test_family(struct evbuffer *b, const struct sel *sel, size_t ns,
 		}
 }
 
+/* Labels sent on their own, by what became of them; expired and evicted
+ * count scored records whose label never came. */
+static void label_family(struct evbuffer *b, const struct model_list *ml)
+{
+	static const char *const outcomes[] = { "joined", "unmatched", "expired",
+						"evicted" };
+
+	prom_family(b, "driftd_model_labels_total", "counter",
+		    "Labels joined or not, and records whose label never came.");
+	for (size_t i = 0; i < ml->n; i++) {
+		const struct eng_model_info *mi = &ml->m[i];
+		uint64_t v[] = { mi->labels_joined, mi->labels_unmatched,
+				 mi->labels_expired, mi->labels_evicted };
+
+		for (size_t k = 0; k < 4; k++)
+			prom_sample(b, "driftd_model_labels_total", (double)v[k],
+				    "model", mi->name, "outcome", outcomes[k], NULL);
+	}
+}
+
 static void model_families(struct evbuffer *b, const struct model_list *ml)
 {
 	static const struct { const char *name, *type, *help; } f[] = {
@@ -222,6 +242,20 @@ static void model_families(struct evbuffer *b, const struct model_list *ml)
 		{ "driftd_model_windows_total", "counter", "Windows closed per model." },
 		{ "driftd_model_slices_drifted", "gauge",
 		  "Slices whose latest window drifted, all slices counted." },
+		{ "driftd_model_slices_refused_total", "counter",
+		  "Records refused because the model tracks max_slices slices." },
+		{ "driftd_model_slices_expired_total", "counter",
+		  "Slices dropped after slice.idle_timeout without records." },
+		{ "driftd_model_windows_insufficient_total", "counter",
+		  "Windows recorded as insufficient_data instead of tested." },
+		{ "driftd_model_alarms_total", "counter",
+		  "Windows whose slice met the alarm.k of alarm.m rule." },
+		{ "driftd_model_reference_resets_total", "counter",
+		  "Reference resets (POST /v1/models/M/reference/reset)." },
+		{ "driftd_model_references_restored_total", "counter",
+		  "Reference sets restored from PostgreSQL at start." },
+		{ "driftd_model_labels_pending", "gauge",
+		  "Scored records waiting for a label sent later." },
 	};
 
 	for (size_t k = 0; k < sizeof(f) / sizeof(f[0]); k++) {
@@ -230,11 +264,18 @@ static void model_families(struct evbuffer *b, const struct model_list *ml)
 			const struct eng_model_info *mi = &ml->m[i];
 			double v[] = { (double)mi->slices, (double)mi->sample_bytes,
 				       (double)mi->records, (double)mi->windows,
-				       (double)lat_drifted(mi->latest) };
+				       (double)lat_drifted(mi->latest),
+				       (double)mi->slices_refused,
+				       (double)mi->slices_expired,
+				       (double)mi->windows_insufficient,
+				       (double)mi->alarms, (double)mi->resets,
+				       (double)mi->references_restored,
+				       (double)mi->labels_pending };
 
 			prom_sample(b, f[k].name, v[k], "model", mi->name, NULL);
 		}
 	}
+	label_family(b, ml);
 }
 
 /* Per-slice series, capped per model by [listen] metrics_max_slices. */
@@ -270,6 +311,34 @@ static void slice_families(const struct http_srv *h, struct evbuffer *b,
 	for (i = 0; sel && i < ml->n; i++)
 		free(sel[i].idx);
 	free(sel);
+}
+
+/* The spill journal (docs/slices.md, "When PostgreSQL is away"). */
+static void journal_families(const struct http_srv *h, struct evbuffer *b)
+{
+	struct store_journal_stats js;
+
+	store_journal_stats(h->ctx.store, &js);
+	prom_gauge(b, "driftd_store_journal_bytes",
+		   "Bytes of the spill journal in state_dir.", (double)js.bytes);
+	prom_gauge(b, "driftd_store_journal_max_bytes",
+		   "Size the spill journal may reach ([store] journal_max).",
+		   (double)js.max_bytes);
+	prom_gauge(b, "driftd_store_journal_records",
+		   "Database writes waiting in the spill journal.", (double)js.records);
+	prom_gauge(b, "driftd_store_journal_full",
+		   "1 when the spill journal is full: new windows are refused.",
+		   js.full);
+	prom_counter(b, "driftd_store_journal_appended_total",
+		     "Database writes put in the spill journal.", js.appended);
+	prom_counter(b, "driftd_store_journal_replayed_total",
+		     "Journaled writes committed after the database came back.",
+		     js.replayed);
+	prom_counter(b, "driftd_store_journal_discarded_total",
+		     "Damaged journal segment tails cut off.", js.discarded);
+	prom_gauge(b, "driftd_store_accepting",
+		   "1 when new windows can be kept (database or journal).",
+		   store_accepting(h->ctx.store));
 }
 
 static void store_families(const struct http_srv *h, struct evbuffer *b)
@@ -309,6 +378,7 @@ static void store_families(const struct http_srv *h, struct evbuffer *b)
 		   "JSON API queries waiting or running.", (double)rdr_queued(h->ctx.rdr));
 	prom_histogram(b, "driftd_store_read_duration_seconds",
 		       "One JSON API query, sent to answered.", &st.store_read_seconds);
+	journal_families(h, b);
 }
 
 /* Limits and refusals of the ingest paths (ingest.c, http_ingest.c). */
@@ -397,8 +467,11 @@ static void write_metrics(const struct http_srv *h, struct evbuffer *b)
 	prom_counter(b, "driftd_windows_failed_total",
 		     "Windows whose detectors failed.", st.windows_failed);
 	prom_counter(b, "driftd_windows_dropped_total",
-		     "Window results dropped because the database queue was full.",
+		     "Window results dropped: database unreachable and journal full.",
 		     st.windows_dropped);
+	prom_counter(b, "driftd_windows_insufficient_total",
+		     "Windows recorded as insufficient_data instead of tested.",
+		     st.windows_insufficient);
 	prom_family(b, "driftd_detector_seconds_total", "counter",
 		    "Time spent in detector jobs.");
 	prom_sample(b, "driftd_detector_seconds_total",
@@ -494,6 +567,30 @@ static void get_index(struct http_srv *h, struct evhttp_request *req,
 	evbuffer_free(b);
 }
 
+/* POST /v1/models/{m}/reference/reset: a new model version was deployed;
+ * its slices warm up (or take explicit reference records) again. */
+static void post_reference_reset(struct http_srv *h, struct evhttp_request *req,
+				 const char *const *args)
+{
+	int n = eng_reset_references(h->ctx.eng, args[0]);
+	struct evbuffer *b;
+
+	if (n == -ENOENT) {
+		http_error_json(req, 404, "unknown_model: no model %s in the "
+				"configuration", args[0]);
+		return;
+	}
+	if (n < 0 || !(b = evbuffer_new())) {
+		http_error_json(req, 503, "out of memory");
+		return;
+	}
+	/* A model that exists has a name of [A-Za-z0-9_.-]: nothing to escape. */
+	evbuffer_add_printf(b, "{\"model\":\"%s\",\"slices_reset\":%d}\n",
+			    args[0], n);
+	http_reply(req, 200, "application/json", b);
+	evbuffer_free(b);
+}
+
 static void ingest(struct http_srv *h, struct evhttp_request *req,
 		   bool labels)
 {
@@ -560,6 +657,7 @@ static const struct route {
 	{ EVHTTP_REQ_GET, "/v1/models", api_models },
 	{ EVHTTP_REQ_GET, "/v1/models/{m}/status", api_status },
 	{ EVHTTP_REQ_GET, "/v1/models/{m}/history", api_history },
+	{ EVHTTP_REQ_POST, "/v1/models/{m}/reference/reset", post_reference_reset },
 	{ EVHTTP_REQ_POST, "/v1/webhooks/{name}/test", post_webhook_test },
 	{ EVHTTP_REQ_POST, "/v1/ingest", post_ingest },
 	{ EVHTTP_REQ_POST, "/v1/labels", post_labels },

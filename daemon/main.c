@@ -19,6 +19,7 @@
 #include "engine.h"
 #include "hook.h"
 #include "http.h"
+#include "idlease.h"
 #include "ingest.h"
 #include "log.h"
 #include "reader.h"
@@ -32,6 +33,7 @@ struct stats st;
 #define LISTEN_BACKLOG 512
 #define MAX_LISTENERS SVC_MAX_SOCKETS
 #define DRAIN_POLL_MS 50
+#define HEALTH_POLL_MS 1000
 
 struct daemon {
 	struct event_base *base;
@@ -47,11 +49,14 @@ struct daemon {
 	int ingest_fds[MAX_LISTENERS], http_fds[MAX_LISTENERS];
 	size_t n_ingest_fds, n_http_fds;
 	struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
-	struct event *watchdog_timer, *status_timer;
+	struct event *watchdog_timer, *status_timer, *health_timer;
 	uint64_t drain_deadline_ms;
 	uint64_t status_at_ms, status_records;	/* for records/s */
 	double records_per_s;
-	bool ready, stopping, activated, wedged;
+	struct ids *ids;		/* window-id leases in state_dir */
+	bool ids_existed;		/* an earlier run left them */
+	char *journal_dir;
+	bool ready, stopping, activated, wedged, accepting, waiting_logged;
 	int exit_code;
 };
 
@@ -279,6 +284,8 @@ static int open_listeners(struct daemon *d, bool ingest)
 	return 0;
 }
 
+/* Ready while results can be kept: in the database, or in the spill
+ * journal while the database is away; a full journal makes it unready. */
 static bool is_ready(void *arg, const char **why)
 {
 	struct daemon *d = arg;
@@ -287,8 +294,8 @@ static bool is_ready(void *arg, const char **why)
 		*why = "stopping";
 	else if (!d->ready)
 		*why = "starting: waiting for the database";
-	else if (store_get_state(d->store) != STORE_READY)
-		*why = "database unavailable";
+	else if (!store_accepting(d->store))
+		*why = "database unavailable and spill journal full";
 	else
 		return true;
 	return false;
@@ -296,24 +303,56 @@ static bool is_ready(void *arg, const char **why)
 
 /* ---- store callbacks ---- */
 
+/* Opens ingest and tells systemd; the status line goes to STATUS. */
+static int go_ready(struct daemon *d, char *status, size_t len)
+{
+	hook_start(d->hook);
+	if (open_listeners(d, true) < 0) {
+		log_err("cannot start listeners");
+		d->exit_code = 1;
+		event_base_loopbreak(d->base);
+		return -1;
+	}
+	d->ready = true;
+	/* From now on every window id handed out is covered on disk first,
+	 * so that a later start may go ahead without the database. */
+	eng_set_ids(d->eng, d->ids);
+	status_line(d, status, len);
+	svc_ready(status);
+	return 0;
+}
+
+/* The database answers first, normally: window-id sequences and reference
+ * sets are loaded before READY.  When it is unreachable at start, a daemon
+ * that ran here before (window-id leases in state_dir) goes ready on its
+ * spill journal; a first start waits, as only the database knows which
+ * window ids are taken. */
 static void on_store_state(void *arg, enum store_state s, const char *why)
 {
 	struct daemon *d = arg;
 	char status[256];
 
-	if (s == STORE_READY && !d->ready && !d->stopping) {
-		hook_start(d->hook);
-		if (open_listeners(d, true) < 0) {
-			log_err("cannot start listeners");
-			d->exit_code = 1;
-			event_base_loopbreak(d->base);
+	if (!d->ready && !d->stopping) {
+		if (s == STORE_READY) {
+			if (go_ready(d, status, sizeof(status)) == 0)
+				log_notice("ready: %s", status);
 			return;
 		}
-		d->ready = true;
-		status_line(d, status, sizeof(status));
-		svc_ready(status);
-		log_notice("ready: %s", status);
-		return;
+		if (s == STORE_DOWN && d->ids_existed &&
+		    store_accepting(d->store)) {
+			log_warning("database unreachable at start (%s): going "
+				    "ready on the spill journal; references are "
+				    "restored when it answers", why ? why : "");
+			if (go_ready(d, status, sizeof(status)) == 0)
+				log_notice("ready without the database: %s", status);
+			return;
+		}
+		if (s == STORE_DOWN && !d->waiting_logged) {
+			d->waiting_logged = true;
+			log_warning("database unreachable at start (%s): waiting, "
+				    "as no earlier run left window ids in %s",
+				    why ? why : "", d->conf->state_dir);
+		}
 	}
 	if (s == STORE_DOWN)
 		log_warning("database: %s", why ? why : "connection lost");
@@ -321,12 +360,47 @@ static void on_store_state(void *arg, enum store_state s, const char *why)
 		log_info("database: %s", why);
 }
 
-static void on_store_seq(void *arg, const char *model, const char *slice,
-			 int64_t max_window_id)
+static void on_store_seq(void *arg, const char *model, int64_t max_window_id)
 {
 	struct daemon *d = arg;
 
-	eng_resume(d->eng, model, slice, max_window_id);
+	eng_resume(d->eng, model, max_window_id);
+}
+
+static bool on_store_want(void *arg, const struct store_reference *meta)
+{
+	struct daemon *d = arg;
+
+	return eng_want_reference(d->eng, meta);
+}
+
+static void on_store_restore(void *arg, const struct store_reference *r)
+{
+	struct daemon *d = arg;
+
+	eng_restore_reference(d->eng, r);
+}
+
+/* Says so loudly when results stop having anywhere to go, and again when
+ * they have. */
+static void on_health_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct store_journal_stats js;
+	bool accepting = store_accepting(d->store);
+
+	if (accepting == d->accepting)
+		return;
+	d->accepting = accepting;
+	store_journal_stats(d->store, &js);
+	if (!accepting)
+		log_err("database unreachable and spill journal full (%llu of "
+			"%llu bytes): new windows are refused and live records "
+			"answered \"overloaded\" until the database is back",
+			(unsigned long long)js.bytes,
+			(unsigned long long)js.max_bytes);
+	else
+		log_notice("results can be kept again: live records accepted");
 }
 
 static void on_store_events(void *arg, unsigned queued, unsigned suppressed)
@@ -355,18 +429,35 @@ static void on_read_timing(void *arg, uint64_t us)
 
 /* ---- signals ---- */
 
+/* Writes still to do before exiting: all of them while the database
+ * takes them; with it away, those the journal cannot take. */
+static size_t writes_left(struct daemon *d)
+{
+	if (store_get_state(d->store) == STORE_READY)
+		return store_pending(d->store);
+	return store_spill(d->store);
+}
+
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
 	size_t conns = ing_connections(d->ing), evals = eng_in_flight(d->eng),
-	       pending = store_pending(d->store), hooks = hook_busy(d->hook);
+	       pending = writes_left(d), hooks = hook_busy(d->hook);
 
 	if (conns == 0 && evals == 0 && pending == 0 && hooks == 0) {
+		if (store_pending(d->store))
+			log_notice("%zu database writes kept in the spill journal "
+				   "for the next start", store_pending(d->store));
 		log_notice("stopped cleanly");
 		event_base_loopexit(d->base, NULL);
 		return;
 	}
 	if (now_ms() >= d->drain_deadline_ms) {
+		pending = store_spill(d->store);
+		if (store_pending(d->store) > pending)
+			log_notice("%zu database writes kept in the spill journal "
+				   "for the next start",
+				   store_pending(d->store) - pending);
 		log_warning("shutdown_timeout reached, abandoning: %zu client "
 			    "connections, %zu window evaluations (%zu detector "
 			    "jobs running, %zu queued), %zu results not yet in "
@@ -431,7 +522,9 @@ static int pressure(void *arg)
 {
 	struct daemon *d = arg;
 
-	if (store_pending(d->store) >= d->conf->max_pending / 2)
+	/* Writes beyond max_pending go to the spill journal, which has its own
+	 * bound (store_accepting): only a slow database fills memory. */
+	if (store_pending_memory(d->store) >= d->conf->max_pending / 2)
 		return 2;
 	return eng_pressure(d->eng);
 }
@@ -512,6 +605,26 @@ static int setup_signals(struct daemon *d)
 	return 0;
 }
 
+/* Local state: window-id leases and the spill journal in state_dir. */
+static int open_state(struct daemon *d)
+{
+	char msg[512];
+	int err;
+
+	err = ids_open(d->conf->state_dir, &d->ids, &d->ids_existed, msg,
+		       sizeof(msg));
+	if (err < 0) {
+		log_err("state directory %s: %s", d->conf->state_dir,
+			err == -ENOMEM ? "out of memory" : msg);
+		return -1;
+	}
+	if (asprintf(&d->journal_dir, "%s/journal", d->conf->state_dir) < 0) {
+		d->journal_dir = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 /* Each connection is a descriptor: take the hard limit, so that
  * max_connections is what bounds them rather than EMFILE. */
 static void raise_fd_limit(unsigned want)
@@ -538,6 +651,9 @@ static int setup(struct daemon *d)
 		.log = on_store_log,
 		.events = on_store_events,
 		.observe = on_store_timing,
+		.journal_max = d->conf->journal_max,
+		.want = on_store_want,
+		.restore = on_store_restore,
 	};
 	struct rdr_opts ro = {
 		.timeout_us = d->conf->read_timeout_us,
@@ -552,14 +668,18 @@ static int setup(struct daemon *d)
 		log_err("cannot create the event loop");
 		return -1;
 	}
-	if (take_listeners(d) < 0)
+	if (take_listeners(d) < 0 || open_state(d) < 0)
 		return -1;
+	so.journal_path = d->journal_dir;
 	/* Parallelism comes from the worker threads, one window each; BLAS
 	 * threads inside them would only contend for the same cores. */
 	openblas_set_num_threads(1);
 	d->wq = wq_new(d->base, d->conf->workers);
 	d->store = store_new(d->base, d->conf->dsn, &so, on_store_state,
 			     on_store_seq, d);
+	if (!d->store)
+		log_err("cannot start the database writer (bad DSN, or the spill "
+			"journal in %s cannot be opened)", d->journal_dir);
 	d->rdr = d->store ? rdr_new(d->base, d->conf->dsn, &ro) : NULL;
 	d->hook = d->store ? hook_new(d->base, d->conf) : NULL;
 	if (!d->wq || !d->store || !d->rdr || !d->hook)
@@ -574,8 +694,11 @@ static int setup(struct daemon *d)
 	if (!d->eng || !d->ing || !d->http)
 		goto oom;
 	apply_limits(d, d->conf);
+	d->accepting = true;
 	if (open_listeners(d, false) < 0 || setup_signals(d) < 0 ||
 	    start_timers(d) < 0 ||
+	    arm_timer(d, &d->health_timer, HEALTH_POLL_MS * 1000,
+		      on_health_tick) < 0 ||
 	    store_start(d->store) < 0)
 		goto oom;
 	rdr_start(d->rdr);
@@ -597,9 +720,13 @@ static void teardown(struct daemon *d)
 	ing_free(d->ing);
 	http_free(d->http);	/* cancels its reads: before rdr_free */
 	rdr_free(d->rdr);
+	if (d->eng && d->ready)
+		eng_save_ids(d->eng);
 	eng_free(d->eng);
 	hook_free(d->hook);
 	store_free(d->store);
+	ids_free(d->ids);
+	free(d->journal_dir);
 	for (i = 0; i < d->n_ingest_fds; i++)
 		close(d->ingest_fds[i]);
 	for (i = 0; i < d->n_http_fds; i++)
@@ -616,6 +743,8 @@ static void teardown(struct daemon *d)
 		event_free(d->watchdog_timer);
 	if (d->status_timer)
 		event_free(d->status_timer);
+	if (d->health_timer)
+		event_free(d->health_timer);
 	if (d->base)
 		event_base_free(d->base);
 	conf_free(d->conf);

@@ -43,6 +43,7 @@ static const char *const err_names[REC_ERR__COUNT] = {
 	[REC_ERR_UNSUPPORTED] = "unsupported",
 	[REC_ERR_OVERLOADED] = "overloaded",
 	[REC_ERR_BAD_FRAME] = "bad_frame",
+	[REC_ERR_UNKNOWN_ID] = "unknown_id",
 };
 
 const char *rec_err_name(enum rec_err e)

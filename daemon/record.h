@@ -32,6 +32,7 @@ enum rec_err {
 	REC_ERR_UNSUPPORTED,
 	REC_ERR_OVERLOADED,
 	REC_ERR_BAD_FRAME,	/* binary record that does not follow its layout */
+	REC_ERR_UNKNOWN_ID,	/* a label for no record waiting for one */
 	REC_ERR__COUNT
 };
 

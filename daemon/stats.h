@@ -34,6 +34,7 @@ struct stats {
 	uint64_t windows_written;	/* handed to the store */
 	uint64_t windows_failed;	/* detector error */
 	uint64_t windows_dropped;	/* store queue full */
+	uint64_t windows_insufficient;	/* recorded as insufficient_data */
 	uint64_t windows_drifted;
 	uint64_t detector_us_total;	/* summed job run time */
 	uint64_t reloads, reload_failures;

@@ -12,6 +12,14 @@
 #include <sys/random.h>
 #include <time.h>
 
+/* Labeled (scores, label) pairs: a reservoir sample of those offered. */
+struct cal_buf {
+	float *scores;
+	int64_t *labels;
+	unsigned n;
+	uint64_t seen;
+};
+
 struct win_slice {
 	char *key;
 	uint64_t hash;
@@ -21,11 +29,14 @@ struct win_slice {
 	bool ref_explicit;
 	struct win_ref *ref;	/* frozen reference, NULL until first use */
 	/* current window */
-	float *cur;
+	float *cur, *cur_scores;
 	unsigned cur_n, cur_cap;
 	int64_t cur_start_us, cur_end_us;
+	struct cal_buf cal;
 	int64_t last_window_id;
+	int64_t last_seen_us;	/* arrival of its last record */
 	struct rng rng;		/* reservoir sampling */
+	struct win_slice_state state;
 };
 
 struct win_model {
@@ -35,9 +46,37 @@ struct win_model {
 	size_t n_slices;
 	struct win_slice **table;	/* open addressing, power of two */
 	size_t table_size;
+	int64_t max_window_id;		/* highest id handed out or stored */
 	float *spare[WIN_SPARES];	/* recycled window buffers */
 	unsigned spare_cap[WIN_SPARES], n_spare;
 };
+
+/* Rows of data, then scores and (aligned) labels when k > 0, in one
+ * block. */
+struct win_ref *win_ref_new(const char *slice, unsigned cap, unsigned dim,
+			    unsigned k)
+{
+	size_t floats = (size_t)cap * dim + (size_t)cap * k;
+	size_t labels_at = (sizeof(struct win_ref) + floats * sizeof(float) +
+			    sizeof(int64_t) - 1) & ~(sizeof(int64_t) - 1);
+	struct win_ref *r = malloc(labels_at + (k ? (size_t)cap * sizeof(int64_t) : 0));
+
+	if (!r)
+		return NULL;
+	memset(r, 0, sizeof(*r));
+	if (!(r->slice = strdup(slice))) {
+		free(r);
+		return NULL;
+	}
+	atomic_init(&r->refs, 1);
+	r->dim = dim;
+	r->k = k;
+	if (k) {
+		r->scores = r->data + (size_t)cap * dim;
+		r->labels = (const int64_t *)((const char *)r + labels_at);
+	}
+	return r;
+}
 
 struct win_ref *win_ref_get(struct win_ref *r)
 {
@@ -47,8 +86,10 @@ struct win_ref *win_ref_get(struct win_ref *r)
 
 void win_ref_put(struct win_ref *r)
 {
-	if (r && atomic_fetch_sub(&r->refs, 1) == 1)
+	if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
+		free(r->slice);
 		free(r);
+	}
 }
 
 void win_closed_free(struct win_closed *c)
@@ -57,6 +98,9 @@ void win_closed_free(struct win_closed *c)
 		return;
 	win_ref_put(c->ref);
 	free(c->data);
+	free((void *)c->scores);
+	free(c->cal_scores);
+	free(c->cal_labels);
 	free(c->slice);
 	free(c);
 }
@@ -99,6 +143,14 @@ static uint64_t hash_str(const char *s)
 	while (*s)
 		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
 	return h;
+}
+
+static int64_t now_unix_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static int64_t new_ref_id(void)
@@ -155,6 +207,17 @@ int win_slice_key(const char *const *slice_by, size_t n_slice_by,
 	return (int)pos;
 }
 
+int win_record_slice(const struct win_model *m, const struct record *r,
+		     char *buf)
+{
+	if (!m->p.n_slice_by) {
+		strcpy(buf, WIN_WHOLE_MODEL);
+		return 0;
+	}
+	return win_slice_key(m->p.slice_by, m->p.n_slice_by, r, buf,
+			     WIN_SLICE_KEY_MAX) < 0 ? -1 : 0;
+}
+
 static struct win_slice **table_slot(struct win_slice **table, size_t size,
 				     const char *key, uint64_t h)
 {
@@ -165,10 +228,11 @@ static struct win_slice **table_slot(struct win_slice **table, size_t size,
 	return &table[i];
 }
 
-static int table_grow(struct win_model *m)
+/* Rebuilds the table at SIZE from the slice list (growth and removal). */
+static int table_rebuild(struct win_model *m, size_t size)
 {
-	size_t size = m->table_size ? m->table_size * 2 : 16, i;
 	struct win_slice **t = calloc(size, sizeof(*t));
+	size_t i;
 
 	if (!t)
 		return -1;
@@ -186,15 +250,29 @@ static struct win_slice *slice_find(const struct win_model *m, const char *key)
 	return *table_slot(m->table, m->table_size, key, hash_str(key));
 }
 
+static void cal_free(struct cal_buf *b)
+{
+	free(b->scores);
+	free(b->labels);
+	memset(b, 0, sizeof(*b));
+}
+
 static void slice_free(struct win_slice *s)
 {
 	if (!s)
 		return;
 	free(s->key);
-	free(s->ref_build);
+	win_ref_put(s->ref_build);
 	win_ref_put(s->ref);
 	free(s->cur);
+	free(s->cur_scores);
+	cal_free(&s->cal);
 	free(s);
+}
+
+static struct win_ref *new_build(const struct win_model *m, const char *key)
+{
+	return win_ref_new(key, m->p.reference_size, m->p.dim, m->p.k);
 }
 
 static struct win_slice *slice_add(struct win_model *m, const char *key)
@@ -205,21 +283,16 @@ static struct win_slice *slice_add(struct win_model *m, const char *key)
 		return NULL;
 	s->key = strdup(key);
 	s->hash = hash_str(key);
-	s->ref_build = malloc(sizeof(struct win_ref) +
-			      (size_t)m->p.reference_size * m->p.dim *
-				      sizeof(float));
-	if (s->ref_build) {
-		atomic_init(&s->ref_build->refs, 1);
-		s->ref_build->n = 0;
-		s->ref_build->dim = m->p.dim;
-	}
+	s->ref_build = new_build(m, key);
+	s->last_window_id = m->max_window_id;
 	rng_init(&s->rng, m->p.seed, s->hash);
 	grown = realloc(m->slices, (m->n_slices + 1) * sizeof(*grown));
-	/* Adopted at once: table_grow reads the slices through m->slices. */
+	/* Adopted at once: table_rebuild reads the slices through m->slices. */
 	if (grown)
 		m->slices = grown;
 	if (!s->key || !s->ref_build || !grown ||
-	    ((m->n_slices + 1) * 2 > m->table_size && table_grow(m) < 0)) {
+	    ((m->n_slices + 1) * 2 > m->table_size &&
+	     table_rebuild(m, m->table_size * 2) < 0)) {
 		slice_free(s);
 		return NULL;
 	}
@@ -240,7 +313,7 @@ struct win_model *win_model_new(const struct win_params *p)
 	m->p = *p;
 	m->p.slice_by = NULL;
 	m->slice_by = calloc(p->n_slice_by + 1, sizeof(char *));
-	if (!m->slice_by || table_grow(m) < 0)
+	if (!m->slice_by || table_rebuild(m, 16) < 0)
 		goto fail;
 	for (i = 0; i < p->n_slice_by; i++)
 		if (!(m->slice_by[i] = strdup(p->slice_by[i])))
@@ -254,6 +327,19 @@ fail:
 	return NULL;
 }
 
+static int grow_rows(float **buf, size_t rows, size_t width)
+{
+	float *grown;
+
+	if (!*buf || !width)
+		return 0;
+	grown = realloc(*buf, rows * width * sizeof(float));
+	if (!grown)
+		return -ENOMEM;
+	*buf = grown;
+	return 0;
+}
+
 int win_model_update(struct win_model *m, const struct win_params *p)
 {
 	size_t i;
@@ -264,21 +350,19 @@ int win_model_update(struct win_model *m, const struct win_params *p)
 			struct win_slice *s = m->slices[i];
 			size_t rows = p->window_max > s->cur_n ? p->window_max :
 								 s->cur_n;
-			float *grown;
 
-			if (!s->cur)
-				continue;
-			grown = realloc(s->cur, rows * m->p.dim * sizeof(float));
-			if (!grown)
+			if (grow_rows(&s->cur, rows, m->p.dim) < 0 ||
+			    grow_rows(&s->cur_scores, rows, m->p.k) < 0)
 				return -ENOMEM;
-			s->cur = grown;
-			s->cur_cap = (unsigned)rows;
+			if (s->cur)
+				s->cur_cap = (unsigned)rows;
 		}
 		drop_spares(m);	/* too small now */
 	}
 	m->p.window_size = p->window_size;
 	m->p.window_max = p->window_max;
 	m->p.window_min = p->window_min;
+	m->p.reference_min = p->reference_min;
 	m->p.max_slices = p->max_slices;
 	m->p.seed = p->seed;
 	return 0;
@@ -306,11 +390,32 @@ static bool takes_reference(const struct win_slice *s)
 	return s->ref == NULL;
 }
 
+static float *ref_scores(struct win_ref *b)
+{
+	return (float *)b->scores;
+}
+
+static int64_t *ref_labels(struct win_ref *b)
+{
+	return (int64_t *)b->labels;
+}
+
+/* Row J of the reference being built becomes the record R. */
+static void set_ref_row(const struct win_model *m, struct win_ref *b,
+			size_t j, const struct record *r)
+{
+	memcpy(b->data + j * b->dim, r->embedding, b->dim * sizeof(float));
+	if (!m->p.k)
+		return;
+	memcpy(ref_scores(b) + j * m->p.k, r->scores, m->p.k * sizeof(float));
+	ref_labels(b)[j] = r->has_label ? r->label : WIN_NO_LABEL;
+}
+
 /* Explicit reference records form a uniform reservoir sample of all the
  * reference records offered; they displace a bootstrapped reference that
  * no window has used yet. */
 static void add_reference(struct win_model *m, struct win_slice *s,
-			  const float *x)
+			  const struct record *r)
 {
 	struct win_ref *b = s->ref_build;
 	uint64_t j;
@@ -327,7 +432,7 @@ static void add_reference(struct win_model *m, struct win_slice *s,
 		if (j >= m->p.reference_size)
 			return;
 	}
-	memcpy(b->data + j * b->dim, x, b->dim * sizeof(float));
+	set_ref_row(m, b, j, r);
 }
 
 /* The reference freezes when the first window is tested against it; from
@@ -337,6 +442,39 @@ static void freeze_reference(struct win_slice *s)
 	s->ref = s->ref_build;
 	s->ref_build = NULL;
 	s->ref->id = new_ref_id();
+	s->ref->created_us = now_unix_us();
+	s->ref->explicit_records = s->ref_explicit;
+}
+
+static unsigned reference_min(const struct win_model *m)
+{
+	unsigned min = m->p.reference_min < 2 ? 2 : m->p.reference_min;
+
+	return min < m->p.reference_size ? min : m->p.reference_size;
+}
+
+/* The reference a window of S is tested against: its own when it holds
+ * reference_min rows, else the whole model's.  NULL when neither does.
+ * Freezes the one chosen. */
+static struct win_ref *pick_reference(struct win_model *m, struct win_slice *s,
+				      struct win_closed *c)
+{
+	struct win_slice *whole = m->slices[0];
+	unsigned min = reference_min(m);
+
+	if ((s->ref ? s->ref : s->ref_build)->n < min) {
+		if (s == whole ||
+		    (whole->ref ? whole->ref : whole->ref_build)->n < min) {
+			c->short_of = (s->ref ? s->ref : s->ref_build)->n;
+			return NULL;
+		}
+		c->ref_fallback = true;
+		s = whole;
+	}
+	c->ref_new = s->ref == NULL;
+	if (c->ref_new)
+		freeze_reference(s);
+	return win_ref_get(s->ref);
 }
 
 static struct win_closed *close_window(struct win_model *m, struct win_slice *s)
@@ -346,24 +484,40 @@ static struct win_closed *close_window(struct win_model *m, struct win_slice *s)
 	if (!c || !(c->slice = strdup(s->key)))
 		goto fail;
 	c->slice_hash = s->hash;
-	c->ref_new = s->ref == NULL;
-	if (c->ref_new)
-		freeze_reference(s);
-	c->ref = win_ref_get(s->ref);
+	c->status = WIN_SHORT_WINDOW;
+	c->short_of = s->cur_n;
+	if (s->cur_n >= m->p.window_min)
+		c->status = (c->ref = pick_reference(m, s, c)) ?
+				    WIN_TESTED : WIN_SHORT_REFERENCE;
 	c->window_id = ++s->last_window_id;
+	if (c->window_id > m->max_window_id)
+		m->max_window_id = c->window_id;
 	c->start_us = s->cur_start_us;
 	c->end_us = s->cur_end_us;
 	c->n = s->cur_n;
 	c->dim = m->p.dim;
 	c->data = s->cur;
 	c->cap = s->cur_cap;
-	s->cur = NULL;
+	c->scores = s->cur_scores;
+	c->k = m->p.k;
+	c->cal_scores = s->cal.scores;
+	c->cal_labels = s->cal.labels;
+	c->n_labeled = s->cal.n;
+	c->labels_seen = s->cal.seen;
+	memset(&s->cal, 0, sizeof(s->cal));
+	s->cur = s->cur_scores = NULL;
 	s->cur_n = 0;
 	return c;
 fail:
 	free(c ? c->slice : NULL);
 	free(c);
 	return NULL;
+}
+
+static void push_closed(struct win_closed *c, struct win_closed **out)
+{
+	c->next = *out;
+	*out = c;
 }
 
 /* Live records bootstrap the reference while it is short: up to
@@ -378,31 +532,86 @@ static bool live_goes_to_reference(const struct win_model *m,
 	       (!s->ref_explicit && s->ref_build->n < m->p.reference_size);
 }
 
+static int open_window(struct win_model *m, struct win_slice *s)
+{
+	if (!s->cur && !(s->cur = window_buffer(m, &s->cur_cap)))
+		return -ENOMEM;
+	if (m->p.k && !s->cur_scores &&
+	    !(s->cur_scores = malloc((size_t)m->p.window_max * m->p.k *
+				     sizeof(float))))
+		return -ENOMEM;
+	return 0;
+}
+
+/* Room for a pair in the reservoir of B: the row to write, or -1 when the
+ * sample keeps its rows. */
+static long cal_slot(const struct win_model *m, struct win_slice *s,
+		     struct cal_buf *b)
+{
+	size_t cap = m->p.window_max;
+	uint64_t j;
+
+	if (!b->scores) {
+		b->scores = malloc(cap * m->p.k * sizeof(float));
+		b->labels = malloc(cap * sizeof(int64_t));
+		if (!b->scores || !b->labels) {
+			cal_free(b);
+			return -2;
+		}
+	}
+	b->seen++;
+	if (b->n < cap)
+		return b->n++;
+	j = rng_below(&s->rng, b->seen);
+	return j < cap ? (long)j : -1;
+}
+
+static int add_pair(const struct win_model *m, struct win_slice *s,
+		    const float *scores, int64_t label)
+{
+	long j = cal_slot(m, s, &s->cal);
+
+	if (j == -2)
+		return -ENOMEM;
+	if (j >= 0) {
+		memcpy(s->cal.scores + (size_t)j * m->p.k, scores,
+		       m->p.k * sizeof(float));
+		s->cal.labels[j] = label;
+	}
+	return 0;
+}
+
 static enum rec_err add_live(struct win_model *m, struct win_slice *s,
-			     const float *x, int64_t ts, struct win_closed **out)
+			     const struct record *r, int64_t ts,
+			     struct win_closed **out)
 {
 	size_t dim = m->p.dim;
 	struct win_closed *c;
 
 	if (live_goes_to_reference(m, s)) {
-		struct win_ref *b = s->ref_build;
-
-		memcpy(b->data + (size_t)b->n++ * dim, x, dim * sizeof(float));
+		set_ref_row(m, s->ref_build, s->ref_build->n++, r);
 		return REC_OK;
 	}
-	if (!s->cur && !(s->cur = window_buffer(m, &s->cur_cap)))
+	if (open_window(m, s) < 0)
 		return REC_ERR_OVERSIZE;
-	if (s->cur_n == 0)
-		s->cur_start_us = s->cur_end_us = ts;
 	if (s->cur_n >= m->p.window_max) {
 		/* Only after a reload shrank the cap: close what is there. */
 		if (!(c = close_window(m, s)))
 			return REC_ERR_OVERSIZE;
-		c->next = *out;
-		*out = c;
-		return add_live(m, s, x, ts, out);
+		push_closed(c, out);
+		return add_live(m, s, r, ts, out);
 	}
-	memcpy(s->cur + (size_t)s->cur_n++ * dim, x, dim * sizeof(float));
+	if (m->p.k && r->has_label && add_pair(m, s, r->scores,
+					       r->label) < 0)
+		return REC_ERR_OVERSIZE;
+	if (s->cur_n == 0)
+		s->cur_start_us = s->cur_end_us = ts;
+	memcpy(s->cur + (size_t)s->cur_n * dim, r->embedding,
+	       dim * sizeof(float));
+	if (m->p.k)
+		memcpy(s->cur_scores + (size_t)s->cur_n * m->p.k, r->scores,
+		       m->p.k * sizeof(float));
+	s->cur_n++;
 	if (ts < s->cur_start_us)
 		s->cur_start_us = ts;
 	if (ts > s->cur_end_us)
@@ -411,14 +620,13 @@ static enum rec_err add_live(struct win_model *m, struct win_slice *s,
 	    s->cur_n >= m->p.window_max) {
 		if (!(c = close_window(m, s)))
 			return REC_ERR_OVERSIZE;
-		c->next = *out;
-		*out = c;
+		push_closed(c, out);
 	}
 	return REC_OK;
 }
 
 enum rec_err win_add(struct win_model *m, const struct record *r,
-		     int64_t ts_us, struct win_closed **closed)
+		     int64_t ts_us, int64_t now_us, struct win_closed **closed)
 {
 	struct win_slice *targets[2] = { m->slices[0], NULL };
 	char key[WIN_SLICE_KEY_MAX];
@@ -426,8 +634,7 @@ enum rec_err win_add(struct win_model *m, const struct record *r,
 	enum rec_err e = REC_OK;
 
 	if (m->p.n_slice_by) {
-		if (win_slice_key(m->p.slice_by, m->p.n_slice_by, r, key,
-				  sizeof(key)) < 0)
+		if (win_record_slice(m, r, key) < 0)
 			return REC_ERR_BAD_FIELD;
 		targets[1] = slice_find(m, key);
 		if (!targets[1] && m->n_slices >= m->p.max_slices)
@@ -441,14 +648,28 @@ enum rec_err win_add(struct win_model *m, const struct record *r,
 	if (n == 2 && !targets[1] && !(targets[1] = slice_add(m, key)))
 		return REC_ERR_OVERSIZE;
 	for (i = 0; i < n && e == REC_OK; i++) {
+		targets[i]->last_seen_us = now_us;
 		if (r->role == REC_REFERENCE) {
 			if (takes_reference(targets[i]))
-				add_reference(m, targets[i], r->embedding);
+				add_reference(m, targets[i], r);
 		} else {
-			e = add_live(m, targets[i], r->embedding, ts_us, closed);
+			e = add_live(m, targets[i], r, ts_us, closed);
 		}
 	}
 	return e;
+}
+
+int win_add_labeled(struct win_model *m, const char *slice,
+		    const float *scores, int64_t label)
+{
+	struct win_slice *s = slice_find(m, slice);
+
+	if (!s || !m->p.k)
+		return -ENOENT;
+	if (add_pair(m, s, scores, label) < 0 ||
+	    (s != m->slices[0] && add_pair(m, m->slices[0], scores, label) < 0))
+		return -ENOMEM;
+	return 0;
 }
 
 size_t win_close_due(struct win_model *m, struct win_closed **closed)
@@ -459,25 +680,134 @@ size_t win_close_due(struct win_model *m, struct win_closed **closed)
 	for (i = 0; i < m->n_slices; i++) {
 		struct win_slice *s = m->slices[i];
 
-		if (s->cur_n < m->p.window_min || s->cur_n < 2)
+		if (s->cur_n == 0)
 			continue;
 		if (!(c = close_window(m, s)))
 			continue;	/* out of memory: retried next tick */
-		c->next = *closed;
-		*closed = c;
+		push_closed(c, closed);
 		count++;
 	}
 	return count;
 }
 
-void win_resume(struct win_model *m, const char *slice, int64_t max_id)
+size_t win_expire(struct win_model *m, int64_t now_us, uint64_t idle_us,
+		  struct win_closed **closed,
+		  void (*expired)(void *arg, const char *slice,
+				  const struct win_ref *ref),
+		  void *arg)
+{
+	size_t i, kept = 1, gone = 0;
+	struct win_closed *c;
+
+	for (i = 1; i < m->n_slices; i++) {
+		struct win_slice *s = m->slices[i];
+
+		if (now_us - s->last_seen_us < (int64_t)idle_us) {
+			m->slices[kept++] = s;
+			continue;
+		}
+		if (s->cur_n && (c = close_window(m, s)))
+			push_closed(c, closed);
+		if (expired)
+			expired(arg, s->key, s->ref);
+		slice_free(s);
+		gone++;
+	}
+	m->n_slices = kept;
+	/* Rebuilding at the same size cannot fail for lack of room; on
+	 * allocation failure the old table would hold freed slices, so
+	 * rebuild in place instead. */
+	if (gone && table_rebuild(m, m->table_size) < 0) {
+		memset(m->table, 0, m->table_size * sizeof(*m->table));
+		for (i = 0; i < m->n_slices; i++)
+			*table_slot(m->table, m->table_size, m->slices[i]->key,
+				    m->slices[i]->hash) = m->slices[i];
+	}
+	return gone;
+}
+
+int win_reset(struct win_model *m, size_t *dropped)
+{
+	struct win_ref **fresh = calloc(m->n_slices, sizeof(*fresh));
+	size_t i;
+
+	/* Every slice needs an empty build buffer: allocate them all before
+	 * changing anything, so a failure leaves the model as it was. */
+	for (i = 0; fresh && i < m->n_slices; i++)
+		if (m->slices[i]->ref && !(fresh[i] = new_build(m, m->slices[i]->key)))
+			break;
+	if (!fresh || i < m->n_slices) {
+		while (fresh && i--)
+			win_ref_put(fresh[i]);
+		free(fresh);
+		return -ENOMEM;
+	}
+	*dropped = 0;
+	for (i = 0; i < m->n_slices; i++) {
+		struct win_slice *s = m->slices[i];
+
+		if (s->ref) {
+			win_ref_put(s->ref);
+			win_ref_put(s->ref_build);
+			s->ref = NULL;
+			s->ref_build = fresh[i];
+		}
+		s->ref_build->n = 0;
+		s->ref_explicit = false;
+		s->ref_seen = 0;
+		*dropped += s->cur_n;
+		s->cur_n = 0;
+		cal_free(&s->cal);
+		memset(&s->state, 0, sizeof(s->state));
+	}
+	free(fresh);
+	return 0;
+}
+
+int win_install_reference(struct win_model *m, struct win_ref *ref)
+{
+	struct win_slice *s = slice_find(m, ref->slice);
+
+	if (!s && m->n_slices >= m->p.max_slices) {
+		win_ref_put(ref);
+		return -ENOSPC;
+	}
+	if (!s && !(s = slice_add(m, ref->slice))) {
+		win_ref_put(ref);
+		return -ENOMEM;
+	}
+	if (!takes_reference(s)) {
+		win_ref_put(ref);
+		return -EBUSY;
+	}
+	win_ref_put(s->ref_build);
+	s->ref_build = NULL;
+	s->ref_explicit = false;
+	s->ref = ref;
+	return 0;
+}
+
+void win_resume(struct win_model *m, int64_t max_id)
+{
+	size_t i;
+
+	if (max_id > m->max_window_id)
+		m->max_window_id = max_id;
+	for (i = 0; i < m->n_slices; i++)
+		if (m->slices[i]->last_window_id < max_id)
+			m->slices[i]->last_window_id = max_id;
+}
+
+int64_t win_max_window_id(const struct win_model *m)
+{
+	return m->max_window_id;
+}
+
+struct win_slice_state *win_state(struct win_model *m, const char *slice)
 {
 	struct win_slice *s = slice_find(m, slice);
 
-	if (!s && m->n_slices < m->p.max_slices)
-		s = slice_add(m, slice);
-	if (s && max_id > s->last_window_id)
-		s->last_window_id = max_id;
+	return s ? &s->state : NULL;
 }
 
 size_t win_slice_count(const struct win_model *m)
@@ -487,13 +817,17 @@ size_t win_slice_count(const struct win_model *m)
 
 size_t win_memory(const struct win_model *m)
 {
-	size_t i, rows = 0;
+	size_t i, bytes = 0, pair = (m->p.k ? m->p.k * sizeof(float) +
+						sizeof(int64_t) : 0);
 
 	for (i = 0; i < m->n_slices; i++) {
 		const struct win_slice *s = m->slices[i];
+		const struct win_ref *r = s->ref ? s->ref : s->ref_build;
 
-		rows += s->ref ? s->ref->n : s->ref_build->n;
-		rows += s->cur_n;
+		if (r)
+			bytes += r->n * (r->dim * sizeof(float) + pair);
+		bytes += s->cur_n * (m->p.dim + m->p.k) * sizeof(float);
+		bytes += s->cal.n * pair;
 	}
-	return rows * m->p.dim * sizeof(float);
+	return bytes;
 }

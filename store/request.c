@@ -43,17 +43,21 @@
 	"       (SELECT count(*) FROM e WHERE status = 'suppressed') AS events_suppressed"
 
 /* One statement, so one implicit transaction and one round trip: the window
- * row, its slice's resume state, all its test rows and the outbox rows of
- * the events it raises, or nothing.  ON CONFLICT makes a replay insert
+ * row with its decision, its slice's resume state, all its test rows, its
+ * calibration row and the outbox rows of the events it raises, or nothing.  ON CONFLICT makes a replay insert
  * nothing; "reused" flags a conflicting row whose content differs, i.e. a
  * window_id handed out twice.  (The final SELECT sees the tables as they
  * were before the statement.) */
 static const char window_sql[] =
 	"WITH w AS (\n"
 	"  INSERT INTO driftd.windows\n"
-	"    (model, slice, window_id, window_start, window_end, n, reference_set_id)\n"
+	"    (model, slice, window_id, window_start, window_end, n, reference_set_id,\n"
+	"     status, reference_fallback, drifted, alarm, alpha, correction,\n"
+	"     family_size, alarm_k, alarm_m, recent_drifted, evaluated_at)\n"
 	"  VALUES ($1::text, $2::text, $3::int8, $4::timestamptz, $5::timestamptz,\n"
-	"          $6::int4, $7::int8)\n"
+	"          $6::int4, $7::int8, $25::text, $26::bool, $27::bool, $28::bool,\n"
+	"          $29::float8, $30::text, $31::int4, $32::int4, $33::int4, $34::int4,\n"
+	"          $35::timestamptz)\n"
 	"  ON CONFLICT DO NOTHING\n"
 	"  RETURNING model, slice, window_id\n"
 	"), s AS (\n"
@@ -65,13 +69,22 @@ static const char window_sql[] =
 	"), t AS (\n"
 	"  INSERT INTO driftd.test_results\n"
 	"    (model, slice, window_id, test, statistic, p_value, threshold, drifted,\n"
-	"     effect, seed, bandwidth, permutations)\n"
+	"     effect, seed, bandwidth, permutations, effect_floor)\n"
 	"  SELECT w.model, w.slice, w.window_id, u.test, u.statistic, u.p_value,\n"
-	"         u.threshold, u.drifted, u.effect, $8::int8, u.bandwidth, u.permutations\n"
+	"         u.threshold, u.drifted, u.effect, $8::int8, u.bandwidth, u.permutations,\n"
+	"         u.effect_floor\n"
 	"    FROM w, unnest($9::text[], $10::float8[], $11::float8[], $12::float8[],\n"
-	"                   $13::bool[], $14::float8[], $15::float8[], $16::int4[])\n"
+	"                   $13::bool[], $14::float8[], $15::float8[], $16::int4[],\n"
+	"                   $24::float8[])\n"
 	"         AS u(test, statistic, p_value, threshold, drifted, effect,\n"
-	"              bandwidth, permutations)\n"
+	"              bandwidth, permutations, effect_floor)\n"
+	"), c AS (\n"
+	"  INSERT INTO driftd.calibration_results\n"
+	"    (model, slice, window_id, n_labeled, labels_seen, ece, mce, brier, accuracy,\n"
+	"     reference_ece, reference_brier, degraded)\n"
+	"  SELECT w.model, w.slice, w.window_id, $36::int4, $37::int8, $38::float8,\n"
+	"         $39::float8, $40::float8, $41::float8, $42::float8, $43::float8, $44::bool\n"
+	"    FROM w WHERE $36::int4 IS NOT NULL\n"
 	"), " EVENTS_CTE("17", "18", "19", "20", "21", "22", "23")
 	"SELECT (SELECT count(*) FROM w) AS inserted,\n"
 	"       EXISTS (SELECT 1 FROM driftd.windows o\n"
@@ -155,9 +168,21 @@ static const char attempt_sql[] =
 	"SELECT count(*) FROM u";
 
 static const char reference_sql[] =
-	"INSERT INTO driftd.reference_sets (id, model, slice, n, dim, persist, data)\n"
-	"VALUES ($1::int8, $2::text, $3::text, $4::int4, $5::int4, $6::text, $7::bytea)\n"
+	"INSERT INTO driftd.reference_sets (id, model, slice, n, dim, persist, data,\n"
+	"    created_at, source, k, scores, source_dim, projection_seed, cal_n, cal_ece,\n"
+	"    cal_brier)\n"
+	"VALUES ($1::int8, $2::text, $3::text, $4::int4, $5::int4, $6::text, $7::bytea,\n"
+	"        $8::timestamptz, $9::text, $10::int4, $11::bytea, $12::int4, $13::int8,\n"
+	"        $14::int4, $15::float8, $16::float8)\n"
 	"ON CONFLICT (id) DO NOTHING";
+
+/* A retirement is a row of its own rather than an UPDATE of the sets, so
+ * that replaying it in any order after the sets it covers (or after sets
+ * that came later) gives the same answer. */
+static const char retire_sql[] =
+	"INSERT INTO driftd.reference_resets (model, slice, reset_at, reason)\n"
+	"VALUES ($1::text, $2::text, $3::timestamptz, $4::text)\n"
+	"ON CONFLICT DO NOTHING";
 
 /* 9999-12-31 23:59:59.999999 UTC: keeps the text form a plain ISO date. */
 #define MAX_TIME_US INT64_C(253402300799999999)
@@ -182,7 +207,7 @@ static void add(struct builder *b, const void *data, size_t n)
 	size_t cap;
 	char *p;
 
-	if (b->oom)
+	if (b->oom || n == 0)
 		return;
 	if (b->len + n > b->cap) {
 		cap = b->cap ? b->cap : 512;
@@ -296,6 +321,7 @@ static void elem_threshold(struct builder *b, const struct store_test *t) { add_
 static void elem_drifted(struct builder *b, const struct store_test *t) { add(b, t->drifted ? "t" : "f", 1); }
 static void elem_effect(struct builder *b, const struct store_test *t) { add_double(b, t->effect, true); }
 static void elem_bandwidth(struct builder *b, const struct store_test *t) { add_double(b, t->bandwidth, true); }
+static void elem_effect_floor(struct builder *b, const struct store_test *t) { add_double(b, t->effect_floor, true); }
 
 static void elem_permutations(struct builder *b, const struct store_test *t)
 {
@@ -394,10 +420,22 @@ static void floats_param(struct builder *b, const float *data, size_t count)
 	end_param(b);
 }
 
+/* Parameters per kind, as the statements above take them. */
+static const unsigned char nparams[REQ__COUNT] = {
+	[REQ_REFERENCE] = 16, [REQ_WINDOW] = 44, [REQ_EVENTS] = 7,
+	[REQ_CLAIM] = 3, [REQ_ATTEMPT] = 11, [REQ_RETIRE] = 4,
+};
+
 static int finish(struct builder *b, enum req_kind kind, struct req **out)
 {
 	struct req *r;
 
+	/* A builder out of step with its statement would be retried forever
+	 * (the server answers with a protocol error, not a data error). */
+	if (b->n != nparams[kind]) {
+		free(b->buf);
+		return -EINVAL;
+	}
 	if (b->oom || !(r = calloc(1, sizeof(*r)))) {
 		free(b->buf);
 		return -ENOMEM;
@@ -454,11 +492,82 @@ static bool valid_window(const struct store_window *w)
 	       valid_events(w->events, w->n_events);
 }
 
+/* A double parameter; NaN is SQL NULL. */
+static void double_param(struct builder *b, double v)
+{
+	if (isnan(v)) {
+		null_param(b);
+		return;
+	}
+	begin_param(b);
+	add_double(b, v, false);
+	end_param(b);
+}
+
+static void bool_param(struct builder *b, bool v)
+{
+	text_param(b, v ? "t" : "f");
+}
+
+static void decision_params(struct builder *b, const struct store_decision *d)
+{
+	if (!d) {
+		for (int i = 0; i < 9; i++)
+			null_param(b);
+		return;
+	}
+	bool_param(b, d->drifted);
+	bool_param(b, d->alarm);
+	double_param(b, d->alpha);
+	if (d->correction)
+		text_param(b, d->correction);
+	else
+		null_param(b);
+	int_param(b, d->family_size);
+	int_param(b, d->alarm_k);
+	int_param(b, d->alarm_m);
+	int_param(b, d->recent_drifted);
+	if (d->evaluated_us)
+		time_param(b, d->evaluated_us);
+	else
+		null_param(b);
+}
+
+static void calibration_params(struct builder *b, const struct store_calibration *c)
+{
+	if (!c) {
+		for (int i = 0; i < 9; i++)
+			null_param(b);
+		return;
+	}
+	int_param(b, c->n_labeled);
+	int_param(b, (int64_t)c->labels_seen);
+	double_param(b, c->ece);
+	double_param(b, c->mce);
+	double_param(b, c->brier);
+	double_param(b, c->accuracy);
+	double_param(b, c->reference_ece);
+	double_param(b, c->reference_brier);
+	bool_param(b, c->degraded);
+}
+
+static bool valid_decision(const struct store_window *w)
+{
+	const struct store_decision *d = w->decision;
+	const struct store_calibration *c = w->calibration;
+
+	if (d && (d->family_size > INT32_MAX || d->alarm_k > INT32_MAX ||
+		  d->alarm_m > INT32_MAX || d->recent_drifted > INT32_MAX ||
+		  d->evaluated_us < 0 || d->evaluated_us > MAX_TIME_US))
+		return false;
+	return !c || (c->n_labeled <= INT32_MAX && c->labels_seen <= INT64_MAX);
+}
+
 int req_new_window(const struct store_window *w, struct req **out)
 {
 	struct builder b = { 0 };
 
-	if (!valid_window(w))
+	if (!valid_window(w) || !valid_decision(w))
 		return -EINVAL;
 	text_param(&b, w->model);
 	text_param(&b, w->slice);
@@ -466,7 +575,10 @@ int req_new_window(const struct store_window *w, struct req **out)
 	time_param(&b, w->start_us);
 	time_param(&b, w->end_us);
 	int_param(&b, w->n);
-	int_param(&b, w->reference_set_id);
+	if (w->reference_set_id)
+		int_param(&b, w->reference_set_id);
+	else
+		null_param(&b);
 	int_param(&b, (int64_t)w->seed);
 	array_param(&b, w, elem_test);
 	array_param(&b, w, elem_statistic);
@@ -477,6 +589,11 @@ int req_new_window(const struct store_window *w, struct req **out)
 	array_param(&b, w, elem_bandwidth);
 	array_param(&b, w, elem_permutations);
 	event_params(&b, w->events, w->n_events);
+	array_param(&b, w, elem_effect_floor);
+	text_param(&b, w->insufficient ? "insufficient_data" : "tested");
+	bool_param(&b, w->reference_fallback);
+	decision_params(&b, w->decision);
+	calibration_params(&b, w->calibration);
 	if (finish(&b, REQ_WINDOW, out) < 0)
 		return -ENOMEM;
 	(*out)->closed_us = w->closed_us;
@@ -577,22 +694,31 @@ static const char *persist_name(enum store_persist p)
 	return NULL;
 }
 
+static bool has_vectors(enum store_persist p)
+{
+	return p == STORE_PERSIST_RAW || p == STORE_PERSIST_PROJECTED;
+}
+
 static int check_reference(const struct store_reference *r)
 {
 	if (!valid_name(r->model) || !valid_name(r->slice) || !persist_name(r->persist) ||
-	    r->dim == 0 || r->dim > INT32_MAX || r->n > INT32_MAX)
+	    r->dim == 0 || r->dim > INT32_MAX || r->n > INT32_MAX || r->k > INT32_MAX ||
+	    r->cal_n > INT32_MAX || r->source_dim > INT32_MAX ||
+	    r->created_us < 0 || r->created_us > MAX_TIME_US ||
+	    (r->persist == STORE_PERSIST_PROJECTED && r->source_dim == 0))
 		return -EINVAL;
-	if (r->persist != STORE_PERSIST_RAW)
+	if (!has_vectors(r->persist))
 		return 0;
-	if ((uint64_t)r->n * r->dim * sizeof(float) >= MAX_REFERENCE_BYTES)
+	if ((uint64_t)r->n * (r->dim + r->k) * sizeof(float) >= MAX_REFERENCE_BYTES)
 		return -E2BIG;
-	return r->data || r->n == 0 ? 0 : -EINVAL;
+	return (r->data && (r->scores || !r->k)) || r->n == 0 ? 0 : -EINVAL;
 }
 
 int req_new_reference(const struct store_reference *r, struct req **out)
 {
 	struct builder b = { 0 };
 	int err = check_reference(r);
+	bool vectors = has_vectors(r->persist);
 
 	if (err)
 		return err;
@@ -602,11 +728,52 @@ int req_new_reference(const struct store_reference *r, struct req **out)
 	int_param(&b, r->n);
 	int_param(&b, r->dim);
 	text_param(&b, persist_name(r->persist));
-	if (r->persist == STORE_PERSIST_RAW)
+	if (vectors)
 		floats_param(&b, r->data, (size_t)r->n * r->dim);
 	else
 		null_param(&b);
+	time_param(&b, r->created_us);
+	text_param(&b, r->explicit_records ? "explicit" : "warmup");
+	int_param(&b, r->k);
+	if (vectors && r->k)
+		floats_param(&b, r->scores, (size_t)r->n * r->k);
+	else
+		null_param(&b);
+	if (r->persist == STORE_PERSIST_PROJECTED) {
+		int_param(&b, r->source_dim);
+		int_param(&b, (int64_t)r->projection_seed);
+	} else {
+		null_param(&b);
+		null_param(&b);
+	}
+	if (r->cal_n) {
+		int_param(&b, r->cal_n);
+		double_param(&b, r->cal_ece);
+		double_param(&b, r->cal_brier);
+	} else {
+		null_param(&b);
+		null_param(&b);
+		null_param(&b);
+	}
 	return finish(&b, REQ_REFERENCE, out);
+}
+
+int req_new_retire(const char *model, const char *slice, int64_t at_us,
+		   const char *reason, struct req **out)
+{
+	struct builder b = { 0 };
+
+	if (!valid_name(model) || (slice && !*slice) || !valid_name(reason) ||
+	    at_us < 0 || at_us > MAX_TIME_US)
+		return -EINVAL;
+	text_param(&b, model);
+	if (slice)
+		text_param(&b, slice);
+	else
+		null_param(&b);
+	time_param(&b, at_us);
+	text_param(&b, reason);
+	return finish(&b, REQ_RETIRE, out);
 }
 
 void req_free(struct req *r)
@@ -628,7 +795,10 @@ const char *req_sql(const struct req *r)
 		return claim_sql;
 	case REQ_ATTEMPT:
 		return attempt_sql;
+	case REQ_RETIRE:
+		return retire_sql;
 	case REQ_REFERENCE:
+	case REQ__COUNT:
 		break;
 	}
 	return reference_sql;
@@ -654,5 +824,107 @@ void req_describe(const struct req *r, char *buf, size_t len)
 		snprintf(buf, len, "reference set %s (%s/%s)", r->values[0], r->values[1],
 			 r->values[2]);
 		return;
+	case REQ_RETIRE:
+	case REQ__COUNT:
+		snprintf(buf, len, "reference retirement (%s/%s)", r->values[0],
+			 r->values[1] ? r->values[1] : "all slices");
+		return;
 	}
+}
+
+/* ---- journal form: kind u8, nparams u8, then per parameter a flags byte
+ * (1 = NULL, 2 = binary) and, unless NULL, a u32 length and the bytes
+ * (text without its NUL).  Integers little-endian. */
+
+#define PF_NULL 1
+#define PF_BINARY 2
+
+static size_t param_len(const struct req *r, int i)
+{
+	return r->formats[i] ? (size_t)r->lengths[i] : strlen(r->values[i]);
+}
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+int req_encode(const struct req *r, unsigned char **out, size_t *len)
+{
+	size_t n = 2, pos = 2;
+	unsigned char *buf;
+
+	for (int i = 0; i < r->nparams; i++)
+		n += 1 + (r->values[i] ? 4 + param_len(r, i) : 0);
+	if (!(buf = malloc(n)))
+		return -ENOMEM;
+	buf[0] = (unsigned char)r->kind;
+	buf[1] = (unsigned char)r->nparams;
+	for (int i = 0; i < r->nparams; i++) {
+		size_t l;
+
+		buf[pos++] = (unsigned char)(!r->values[i] ? PF_NULL :
+					     r->formats[i] ? PF_BINARY : 0);
+		if (!r->values[i])
+			continue;
+		l = param_len(r, i);
+		put_u32(buf + pos, (uint32_t)l);
+		memcpy(buf + pos + 4, r->values[i], l);
+		pos += 4 + l;
+	}
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+int req_decode(const unsigned char *in, size_t len, struct req **out)
+{
+	struct builder b = { 0 };
+	size_t pos = 2;
+	int n;
+
+	/* Only the store queue's writes are ever journaled. */
+	if (len < 2 || (in[0] != REQ_REFERENCE && in[0] != REQ_WINDOW &&
+			in[0] != REQ_EVENTS && in[0] != REQ_RETIRE) ||
+	    in[1] != nparams[in[0]])
+		return -EINVAL;
+	n = in[1];
+	for (int i = 0; i < n; i++) {
+		unsigned flags;
+		uint32_t l;
+
+		if (pos >= len || (flags = in[pos++]) > PF_BINARY) {
+			free(b.buf);
+			return -EINVAL;
+		}
+		if (flags == PF_NULL) {
+			null_param(&b);
+			continue;
+		}
+		if (len - pos < 4 || (l = get_u32(in + pos)) > len - pos - 4 ||
+		    l > INT32_MAX || (!(flags & PF_BINARY) && memchr(in + pos + 4, 0, l))) {
+			free(b.buf);
+			return -EINVAL;
+		}
+		begin_param(&b);
+		add(&b, in + pos + 4, l);
+		if (flags & PF_BINARY) {
+			b.length[b.n] = (int)l;
+			b.format[b.n] = 1;
+		}
+		end_param(&b);
+		pos += 4 + l;
+	}
+	if (pos != len) {
+		free(b.buf);
+		return -EINVAL;
+	}
+	return finish(&b, (enum req_kind)in[0], out);
 }

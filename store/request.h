@@ -11,9 +11,16 @@
 #include "outbox.h"
 #include "store.h"
 
-#define REQ_MAX_PARAMS 24
+#define REQ_MAX_PARAMS 48
 
-enum req_kind { REQ_REFERENCE, REQ_WINDOW, REQ_EVENTS, REQ_CLAIM, REQ_ATTEMPT };
+/* Bumped whenever a statement's parameters change: journal records of
+ * another format cannot be replayed. */
+#define REQ_FORMAT 2
+
+enum req_kind {
+	REQ_REFERENCE, REQ_WINDOW, REQ_EVENTS, REQ_CLAIM, REQ_ATTEMPT, REQ_RETIRE,
+	REQ__COUNT
+};
 
 struct req {
 	TAILQ_ENTRY(req) link;
@@ -36,13 +43,23 @@ int req_new_events(const struct store_event *ev, size_t n, struct req **out);
 int req_new_claim(const char *const *endpoints, size_t n, unsigned limit,
 		  uint64_t lease_us, struct req **out);
 int req_new_attempt(const struct outbox_attempt *a, struct req **out);
+int req_new_retire(const char *model, const char *slice, int64_t at_us,
+		   const char *reason, struct req **out);
 void req_free(struct req *r);
+
+/* Journal form of a request of the store's queue (reference, window,
+ * events, retirement): its kind and parameters as bytes.
+ * req_encode: malloc'd buffer in *out (length *len), 0 or -ENOMEM.
+ * req_decode: 0, -EINVAL for bytes that are not such a request, -ENOMEM. */
+int req_encode(const struct req *r, unsigned char **out, size_t *len);
+int req_decode(const unsigned char *buf, size_t len, struct req **out);
 
 /* The statement for r's kind.  Windows and events return one row:
  * (inserted int8, reused bool, events_queued int8, events_suppressed
  * int8), see store.c. */
 const char *req_sql(const struct req *r);
-/* "window m/s/42" or "reference set 7 (m/s)", for log lines. */
+/* "window m/s/42", "reference set 7 (m/s)" or "reference retirement
+ * (m/s)", for log lines. */
 void req_describe(const struct req *r, char *buf, size_t len);
 
 #endif

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
+#include "journal.h"
 #include "migrations.h"
 #include "pgq.h"
 #include "request.h"
@@ -22,6 +24,7 @@
 #define DEFAULT_QUERY_TIMEOUT_US (UINT64_C(10) * 1000000)
 #define DEFAULT_MIGRATE_TIMEOUT_US (UINT64_C(600) * 1000000)
 #define DEFAULT_MAX_PENDING 10000
+#define DEFAULT_JOURNAL_MAX (UINT64_C(256) << 20)
 #define BACKOFF_MIN_US 100000
 #define BACKOFF_MAX_US 10000000
 
@@ -48,9 +51,36 @@ static const char catalog_sql[] =
 	"SELECT version FROM driftd.schema_migrations ORDER BY version";
 
 static const char sequences_sql[] =
-	";\nSELECT model, slice, max_window_id FROM driftd.slices";
+	";\nSELECT model, max(max_window_id) FROM driftd.slices GROUP BY model";
 
-enum boot_step { BOOT_CATALOG, BOOT_MIGRATE, BOOT_FINISH };
+/* The newest reference set of every (model, slice), unless a reset or an
+ * expiry retired it since or it was saved without vectors; newest first,
+ * so that a daemon with fewer slice slots keeps the recent ones. */
+static const char references_sql[] =
+	"SELECT r.id, r.model, r.slice, r.n, r.dim, r.persist, r.k, r.source_dim,\n"
+	"       r.projection_seed, r.cal_n, r.cal_ece, r.cal_brier,\n"
+	"       r.source = 'explicit',\n"
+	"       (extract(epoch FROM r.created_at) * 1000000)::int8\n"
+	"  FROM (SELECT DISTINCT ON (model, slice) *\n"
+	"          FROM driftd.reference_sets\n"
+	"         ORDER BY model, slice, created_at DESC, id DESC) r\n"
+	" WHERE r.persist <> 'none'\n"
+	"   AND NOT EXISTS (SELECT 1 FROM driftd.reference_resets x\n"
+	"                    WHERE x.model = r.model\n"
+	"                      AND (x.slice IS NULL OR x.slice = r.slice)\n"
+	"                      AND x.reset_at >= r.created_at)\n"
+	" ORDER BY r.created_at DESC";
+
+static const char reference_data_sql[] =
+	"SELECT data, scores FROM driftd.reference_sets WHERE id = $1::int8";
+
+enum boot_step { BOOT_CATALOG, BOOT_MIGRATE, BOOT_FINISH, BOOT_REFS, BOOT_REF_DATA };
+
+/* A reference set to restore: its metadata, strings owned. */
+struct restore_item {
+	struct store_reference meta;
+	char *model, *slice;
+};
 
 struct store {
 	struct pgq *pgq;
@@ -65,9 +95,19 @@ struct store {
 	size_t boot_next;   /* index of the migration being applied */
 	bool *applied;      /* per compiled-in migration: found in the database */
 	bool seqs_loaded;
+	/* Reference restore, first boot only: the list, then one set at a time. */
+	bool refs_listed, refs_restored;
+	struct restore_item *restore;
+	size_t n_restore, restore_next;
 
+	/* Writes wait in memory (queue, oldest) and then in the journal: a put
+	 * goes to the journal whenever the database is not ready, the journal
+	 * already holds writes or memory is full, so the order is kept. */
 	struct req_list queue;
 	size_t n_queued, n_windows; /* windows and event writes (max_pending) */
+	struct jnl *jnl;    /* NULL: no journal */
+	struct req *jhead;  /* the journal's oldest write, decoded */
+	uint64_t appended, replayed;
 	bool in_flight;     /* the head was sent and has not completed */
 	struct event *kick; /* sends the head from the loop, never from a put */
 	uint64_t written, duplicates, dropped;
@@ -172,10 +212,14 @@ static bool status_ok(const PGresult *res, ExecStatusType want)
 }
 
 /* Reconnect after the backoff; the queue head (if sent) is sent again. */
+static void spill_memory(struct store *s);
+
 static void connection_failed(struct store *s, const char *why)
 {
 	s->in_flight = false;
 	pgq_reset(s->pgq);
+	if (s->jnl)
+		spill_memory(s);
 	set_state(s, STORE_DOWN, why);
 }
 
@@ -269,20 +313,183 @@ static void migrated(struct store *s)
 }
 
 static void send_head(struct store *s);
+static struct req *head(struct store *s);
+
+static void become_ready(struct store *s)
+{
+	if (!head(s))
+		pgq_backoff_reset(s->pgq);
+	snprintf(s->why, sizeof(s->why), "schema version %zu", store_n_migrations);
+	set_state(s, STORE_READY, s->why);
+	send_head(s);
+}
+
+static void free_restore(struct store *s)
+{
+	for (size_t i = 0; i < s->n_restore; i++) {
+		free(s->restore[i].model);
+		free(s->restore[i].slice);
+	}
+	free(s->restore);
+	s->restore = NULL;
+	s->n_restore = s->restore_next = 0;
+}
+
+/* Asks for the next wanted set's vectors, or finishes the boot. */
+static void next_restore(struct store *s)
+{
+	char id[24];
+	const char *values[1] = { id };
+
+	if (s->restore_next >= s->n_restore) {
+		free_restore(s);
+		s->refs_restored = true;
+		become_ready(s);
+		return;
+	}
+	snprintf(id, sizeof(id), "%lld", (long long)s->restore[s->restore_next].meta.id);
+	s->boot = BOOT_REF_DATA;
+	if (pgq_send(s->pgq, reference_data_sql, 1, values, NULL, NULL,
+		     s->opts.query_timeout_us) < 0)
+		connection_failed(s, pgq_error(s->pgq));
+}
+
+static void send_ref_list(struct store *s)
+{
+	if (s->refs_restored || !s->opts.want || !s->opts.restore) {
+		s->refs_restored = true;
+		become_ready(s);
+	} else if (s->refs_listed) {
+		next_restore(s);
+	} else {
+		s->boot = BOOT_REFS;
+		send_simple(s, references_sql, s->opts.query_timeout_us);
+	}
+}
 
 static void finish_boot(struct store *s, const PGresult *res)
 {
 	if (!s->seqs_loaded) {
 		for (int i = 0; i < PQntuples(res) && s->on_seq && !s->free_pending; i++)
-			s->on_seq(s->arg, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
-				  strtoll(PQgetvalue(res, i, 2), NULL, 10));
+			s->on_seq(s->arg, PQgetvalue(res, i, 0),
+				  strtoll(PQgetvalue(res, i, 1), NULL, 10));
 		s->seqs_loaded = true;
 	}
-	if (TAILQ_EMPTY(&s->queue))
-		pgq_backoff_reset(s->pgq);
-	snprintf(s->why, sizeof(s->why), "schema version %zu", store_n_migrations);
-	set_state(s, STORE_READY, s->why);
-	send_head(s);
+	send_ref_list(s);
+}
+
+static double field_double(const PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? (double)NAN : strtod(PQgetvalue(res, row, col), NULL);
+}
+
+static unsigned field_uint(const PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? 0 : (unsigned)strtoul(PQgetvalue(res, row, col),
+								   NULL, 10);
+}
+
+static enum store_persist persist_of(const char *name)
+{
+	return !strcmp(name, "raw") ? STORE_PERSIST_RAW :
+	       !strcmp(name, "projected") ? STORE_PERSIST_PROJECTED : STORE_PERSIST_NONE;
+}
+
+/* Metadata of the sets on offer; the owner picks the ones it wants. */
+static void list_references(struct store *s, const PGresult *res)
+{
+	int rows = PQntuples(res);
+	bool oom;
+
+	s->restore = rows ? calloc((size_t)rows, sizeof(*s->restore)) : NULL;
+	oom = rows && !s->restore;
+	for (int i = 0; i < rows && !oom && !s->free_pending; i++) {
+		struct restore_item *it = &s->restore[s->n_restore];
+
+		it->meta = (struct store_reference){
+			.id = strtoll(PQgetvalue(res, i, 0), NULL, 10),
+			.model = PQgetvalue(res, i, 1),
+			.slice = PQgetvalue(res, i, 2),
+			.n = field_uint(res, i, 3),
+			.dim = field_uint(res, i, 4),
+			.persist = persist_of(PQgetvalue(res, i, 5)),
+			.k = field_uint(res, i, 6),
+			.source_dim = field_uint(res, i, 7),
+			.projection_seed = PQgetisnull(res, i, 8) ? 0 :
+				(uint64_t)strtoll(PQgetvalue(res, i, 8), NULL, 10),
+			.cal_n = field_uint(res, i, 9),
+			.cal_ece = field_double(res, i, 10),
+			.cal_brier = field_double(res, i, 11),
+			.explicit_records = !strcmp(PQgetvalue(res, i, 12), "t"),
+			.created_us = strtoll(PQgetvalue(res, i, 13), NULL, 10),
+		};
+		if (!s->opts.want(s->arg, &it->meta))
+			continue;
+		it->model = strdup(it->meta.model);
+		it->slice = strdup(it->meta.slice);
+		it->meta.model = it->model;
+		it->meta.slice = it->slice;
+		s->n_restore++;
+		oom = !it->model || !it->slice;
+	}
+	if (oom) {
+		free_restore(s);
+		connection_failed(s, "out of memory listing reference sets");
+		return;
+	}
+	s->refs_listed = true;
+	slog(s, LOG_INFO, "store: restoring %zu of %d saved reference sets", s->n_restore,
+	     rows);
+	next_restore(s);
+}
+
+/* bytea (hex text) of N * WIDTH float32 little-endian, into a new array. */
+static float *floats_of(const PGresult *res, int col, size_t count, bool *bad)
+{
+	size_t len = 0;
+	unsigned char *raw;
+	float *out;
+
+	if (PQgetisnull(res, 0, col) || count == 0)
+		return NULL;
+	raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, col), &len);
+	out = raw && len == count * 4 ? malloc(len) : NULL;
+	if (out) {
+		for (size_t i = 0; i < count; i++) {
+			uint32_t u = (uint32_t)raw[4 * i] | (uint32_t)raw[4 * i + 1] << 8 |
+				     (uint32_t)raw[4 * i + 2] << 16 |
+				     (uint32_t)raw[4 * i + 3] << 24;
+
+			memcpy(&out[i], &u, sizeof(u));
+		}
+	}
+	*bad = !out;
+	PQfreemem(raw);
+	return out;
+}
+
+static void restore_one(struct store *s, const PGresult *res)
+{
+	struct restore_item *it = &s->restore[s->restore_next++];
+	struct store_reference r = it->meta;
+	bool bad_data = false, bad_scores = false;
+	float *data = NULL, *scores = NULL;
+
+	if (PQntuples(res) == 1) {
+		data = floats_of(res, 0, (size_t)r.n * r.dim, &bad_data);
+		scores = floats_of(res, 1, (size_t)r.n * r.k, &bad_scores);
+	}
+	r.data = data;
+	r.scores = scores;
+	if (PQntuples(res) != 1 || (r.n && (bad_data || (r.k && bad_scores))))
+		slog(s, LOG_WARNING, "store: reference set %lld (%s/%s) could not be read "
+		     "back; the slice warms up again", (long long)r.id, r.model, r.slice);
+	else
+		s->opts.restore(s->arg, &r);
+	free(data);
+	free(scores);
+	if (!s->free_pending)
+		next_restore(s);
 }
 
 static const char *boot_step_name(const struct store *s)
@@ -294,13 +501,17 @@ static const char *boot_step_name(const struct store *s)
 		return "schema migration failed";
 	case BOOT_FINISH:
 		return "loading sequences failed";
+	case BOOT_REFS:
+	case BOOT_REF_DATA:
+		return "restoring reference sets failed";
 	}
 	return "?";
 }
 
 static void on_boot_result(struct store *s, const PGresult *res)
 {
-	bool rows = s->boot == BOOT_CATALOG || (s->boot == BOOT_FINISH && !s->seqs_loaded);
+	bool rows = s->boot == BOOT_CATALOG || (s->boot == BOOT_FINISH && !s->seqs_loaded) ||
+		    s->boot == BOOT_REFS || s->boot == BOOT_REF_DATA;
 
 	if (!status_ok(res, rows ? PGRES_TUPLES_OK : PGRES_COMMAND_OK)) {
 		connection_failed(s, result_error(s, boot_step_name(s), res));
@@ -316,6 +527,12 @@ static void on_boot_result(struct store *s, const PGresult *res)
 	case BOOT_FINISH:
 		finish_boot(s, res);
 		return;
+	case BOOT_REFS:
+		list_references(s, res);
+		return;
+	case BOOT_REF_DATA:
+		restore_one(s, res);
+		return;
 	}
 }
 
@@ -326,13 +543,50 @@ static void begin_boot(struct store *s)
 	send_simple(s, catalog_sql, s->opts.migrate_timeout_us);
 }
 
-/* ---- the write queue ------------------------------------------------------ */
+/* ---- the write queue and the journal ---------------------------------------- */
+
+static bool journal_empty(const struct store *s)
+{
+	return !s->jnl || (!s->jhead && jnl_records(s->jnl) == 0);
+}
+
+/* The oldest write: memory first, then the journal (decoded once).  A
+ * journal record that is not a request of this build is dropped. */
+static struct req *head(struct store *s)
+{
+	unsigned char *buf;
+	size_t len;
+	int err;
+
+	if (!TAILQ_EMPTY(&s->queue))
+		return TAILQ_FIRST(&s->queue);
+	while (!s->jhead && s->jnl && jnl_records(s->jnl)) {
+		err = jnl_peek(s->jnl, &buf, &len);
+		if (err == -EIO) {
+			slog(s, LOG_ERR, "store: journal record unreadable; the rest of its "
+			     "segment is lost");
+			continue;
+		}
+		if (err < 0)
+			return NULL;
+		err = req_decode(buf, len, &s->jhead);
+		free(buf);
+		if (err == -EINVAL) {
+			slog(s, LOG_ERR, "store: journal record is not a write; dropped");
+			s->dropped++;
+			jnl_consume(s->jnl);
+		} else if (err < 0) {
+			return NULL;
+		}
+	}
+	return s->jhead;
+}
 
 static void send_head(struct store *s)
 {
-	struct req *r = TAILQ_FIRST(&s->queue);
+	struct req *r;
 
-	if (s->state != STORE_READY || s->in_flight || !r)
+	if (s->state != STORE_READY || s->in_flight || !(r = head(s)))
 		return;
 	if (pgq_send(s->pgq, req_sql(r), r->nparams, r->values, r->lengths,
 		     r->formats, s->opts.query_timeout_us) < 0) {
@@ -352,15 +606,78 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 	leave(s);
 }
 
+/* Windows and event writes count against max_pending. */
+static bool counts_as_window(const struct req *r)
+{
+	return r->kind == REQ_WINDOW || r->kind == REQ_EVENTS;
+}
+
+/* Takes R out of the memory queue and frees it. */
+static void queue_drop(struct store *s, struct req *r)
+{
+	TAILQ_REMOVE(&s->queue, r, link);
+	s->n_queued--;
+	if (counts_as_window(r))
+		s->n_windows--;
+	req_free(r);
+}
+
 static void pop_head(struct store *s)
 {
 	struct req *r = TAILQ_FIRST(&s->queue);
 
-	TAILQ_REMOVE(&s->queue, r, link);
-	s->n_queued--;
-	if (r->kind != REQ_REFERENCE)
-		s->n_windows--;
+	if (!r) {
+		req_free(s->jhead);
+		s->jhead = NULL;
+		jnl_consume(s->jnl);
+		s->replayed++;
+		return;
+	}
+	queue_drop(s, r);
+}
+
+/* Encodes R onto the journal's tail; R stays the caller's. */
+static int journal_append(struct store *s, const struct req *r)
+{
+	unsigned char *buf;
+	size_t len;
+	int err = req_encode(r, &buf, &len);
+
+	if (err == 0) {
+		err = jnl_append(s->jnl, buf, len);
+		free(buf);
+	}
+	if (err == 0)
+		s->appended++;
+	return err;
+}
+
+/* Appends R to the journal (R is freed either way). */
+static int journal_put(struct store *s, struct req *r)
+{
+	char what[256];
+	int err = journal_append(s, r);
+
+	if (err != 0 && err != -ENOSPC) {
+		req_describe(r, what, sizeof(what));
+		slog(s, LOG_ERR, "store: cannot write %s to the journal: %s", what,
+		     strerror(-err));
+	}
 	req_free(r);
+	return err;
+}
+
+/* Moves the writes waiting in memory into an empty journal, oldest first,
+ * so that they survive a crash while the database is away.  Whatever does
+ * not fit stays in memory, still ahead of the journal. */
+static void spill_memory(struct store *s)
+{
+	struct req *r;
+
+	if (!journal_empty(s))
+		return;
+	while ((r = TAILQ_FIRST(&s->queue)) && journal_append(s, r) == 0)
+		queue_drop(s, r);
 }
 
 static void events_written(struct store *s, const PGresult *res)
@@ -379,7 +696,9 @@ static void observe(struct store *s, const struct req *r)
 	if (!s->opts.observe || s->free_pending)
 		return;
 	s->opts.observe(s->arg, STORE_T_WRITE, now - r->sent_us);
-	s->opts.observe(s->arg, STORE_T_COMMIT, now - r->queued_us);
+	/* A write replayed from the journal does not know when it was put. */
+	if (r->queued_us)
+		s->opts.observe(s->arg, STORE_T_COMMIT, now - r->queued_us);
 	if (r->closed_us)
 		s->opts.observe(s->arg, STORE_T_CLOSED, now - r->closed_us);
 }
@@ -388,7 +707,7 @@ static bool completed(struct store *s, const struct req *r, const PGresult *res)
 {
 	char what[256];
 
-	if (r->kind == REQ_REFERENCE)
+	if (r->kind != REQ_WINDOW && r->kind != REQ_EVENTS)
 		return status_ok(res, PGRES_COMMAND_OK);
 	if (!status_ok(res, PGRES_TUPLES_OK) || PQntuples(res) != 1 || PQnfields(res) != 4)
 		return false;
@@ -420,7 +739,7 @@ static void drop(struct store *s, const struct req *r, const PGresult *res)
 
 static void on_write_result(struct store *s, const PGresult *res)
 {
-	const struct req *r = TAILQ_FIRST(&s->queue);
+	const struct req *r = head(s);
 
 	s->in_flight = false;
 	if (is_data_error(res)) {
@@ -432,7 +751,7 @@ static void on_write_result(struct store *s, const PGresult *res)
 		return;
 	}
 	pop_head(s);
-	if (TAILQ_EMPTY(&s->queue))
+	if (!head(s))
 		call_drain(s);
 	send_head(s);
 }
@@ -451,6 +770,8 @@ static void on_pgq(void *arg, enum pgq_event ev, PGresult *res, const char *why)
 		break;
 	case PGQ_DOWN:
 		s->in_flight = false;
+		if (s->jnl)
+			spill_memory(s);
 		set_state(s, STORE_DOWN, why);
 		break;
 	case PGQ_RESULT:
@@ -528,6 +849,32 @@ static void set_defaults(struct store_opts *o)
 		o->migrate_timeout_us = DEFAULT_MIGRATE_TIMEOUT_US;
 	if (!o->max_pending)
 		o->max_pending = DEFAULT_MAX_PENDING;
+	if (!o->journal_max)
+		o->journal_max = DEFAULT_JOURNAL_MAX;
+}
+
+static int open_journal(struct store *s)
+{
+	char msg[512];
+	int err;
+
+	if (!s->opts.journal_path)
+		return 0;
+	err = jnl_open(s->opts.journal_path, s->opts.journal_max, REQ_FORMAT, &s->jnl, msg,
+		       sizeof(msg));
+	if (err < 0) {
+		slog(s, LOG_ERR, "store: %s", msg);
+		return err;
+	}
+	if (jnl_discarded(s->jnl))
+		slog(s, LOG_ERR, "store: journal %s: %llu damaged or foreign segment tails "
+		     "cut off", s->opts.journal_path,
+		     (unsigned long long)jnl_discarded(s->jnl));
+	if (jnl_records(s->jnl))
+		slog(s, LOG_WARNING, "store: journal %s holds %zu writes from before; they "
+		     "are replayed once the database is ready", s->opts.journal_path,
+		     jnl_records(s->jnl));
+	return 0;
 }
 
 struct store *store_new(struct event_base *base, const char *dsn,
@@ -555,7 +902,7 @@ struct store *store_new(struct event_base *base, const char *dsn,
 	s->applied = calloc(store_n_migrations, sizeof(*s->applied));
 	s->kick = event_new(base, -1, 0, on_kick, s);
 	s->pgq = pgq_new(base, dsn, &po, on_pgq, s);
-	if (!s->applied || !s->kick || !s->pgq)
+	if (!s->applied || !s->kick || !s->pgq || open_journal(s) < 0)
 		goto fail;
 	return s;
 fail:
@@ -570,6 +917,9 @@ static void destroy(struct store *s)
 		event_free(s->kick);
 	while (!TAILQ_EMPTY(&s->queue))
 		pop_head(s);
+	req_free(s->jhead);
+	jnl_close(s->jnl);
+	free_restore(s);
 	free(s->applied);
 	free(s);
 }
@@ -594,15 +944,28 @@ int store_start(struct store *s)
 	return 0;
 }
 
-static void enqueue(struct store *s, struct req *r)
+static bool memory_full(const struct store *s)
 {
-	r->queued_us = mono_us();
-	TAILQ_INSERT_TAIL(&s->queue, r, link);
-	s->n_queued++;
-	if (r->kind != REQ_REFERENCE)
-		s->n_windows++;
-	if (s->state == STORE_READY && !s->in_flight)
+	return s->n_windows >= s->opts.max_pending;
+}
+
+static int enqueue(struct store *s, struct req *r)
+{
+	int err = 0;
+
+	if (s->jnl && (s->state != STORE_READY || !journal_empty(s) ||
+		       (counts_as_window(r) && memory_full(s)))) {
+		err = journal_put(s, r);
+	} else {
+		r->queued_us = mono_us();
+		TAILQ_INSERT_TAIL(&s->queue, r, link);
+		s->n_queued++;
+		if (counts_as_window(r))
+			s->n_windows++;
+	}
+	if (err == 0 && s->state == STORE_READY && !s->in_flight)
 		event_active(s->kick, 0, 0);
+	return err;
 }
 
 int store_put_window(struct store *s, const struct store_window *w)
@@ -612,13 +975,10 @@ int store_put_window(struct store *s, const struct store_window *w)
 
 	if (s->state == STORE_CLOSED)
 		return -EPIPE;
-	if (s->n_windows >= s->opts.max_pending)
+	if (!s->jnl && memory_full(s))
 		return -ENOBUFS;
 	err = req_new_window(w, &r);
-	if (err)
-		return err;
-	enqueue(s, r);
-	return 0;
+	return err ? err : enqueue(s, r);
 }
 
 int store_put_events(struct store *s, const struct store_event *ev, size_t n)
@@ -628,13 +988,10 @@ int store_put_events(struct store *s, const struct store_event *ev, size_t n)
 
 	if (s->state == STORE_CLOSED)
 		return -EPIPE;
-	if (s->n_windows >= s->opts.max_pending)
+	if (!s->jnl && memory_full(s))
 		return -ENOBUFS;
 	err = req_new_events(ev, n, &r);
-	if (err)
-		return err;
-	enqueue(s, r);
-	return 0;
+	return err ? err : enqueue(s, r);
 }
 
 int store_put_reference(struct store *s, const struct store_reference *ref)
@@ -645,17 +1002,66 @@ int store_put_reference(struct store *s, const struct store_reference *ref)
 	if (s->state == STORE_CLOSED)
 		return -EPIPE;
 	err = req_new_reference(ref, &r);
-	if (err)
-		return err;
-	enqueue(s, r);
-	return 0;
+	return err ? err : enqueue(s, r);
+}
+
+int store_retire_references(struct store *s, const char *model, const char *slice,
+			    int64_t at_us, const char *reason)
+{
+	struct req *r;
+	int err;
+
+	if (s->state == STORE_CLOSED)
+		return -EPIPE;
+	err = req_new_retire(model, slice, at_us, reason, &r);
+	return err ? err : enqueue(s, r);
+}
+
+/* Room kept in the journal for the windows already on their way when it
+ * stops accepting new ones. */
+static uint64_t journal_reserve(const struct store *s)
+{
+	return jnl_max_bytes(s->jnl) / 16;
+}
+
+bool store_accepting(const struct store *s)
+{
+	if (s->state == STORE_CLOSED)
+		return false;
+	if (s->state == STORE_READY && journal_empty(s) && !memory_full(s))
+		return true;
+	if (!s->jnl)
+		return !memory_full(s);
+	return jnl_bytes(s->jnl) + journal_reserve(s) <= jnl_max_bytes(s->jnl);
+}
+
+size_t store_spill(struct store *s)
+{
+	if (s->jnl && !s->in_flight)
+		spill_memory(s);
+	return s->n_queued;
+}
+
+void store_journal_stats(const struct store *s, struct store_journal_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->appended = s->appended;
+	out->replayed = s->replayed;
+	if (!s->jnl)
+		return;
+	out->enabled = true;
+	out->full = jnl_bytes(s->jnl) + journal_reserve(s) > jnl_max_bytes(s->jnl);
+	out->bytes = jnl_bytes(s->jnl);
+	out->max_bytes = jnl_max_bytes(s->jnl);
+	out->records = jnl_records(s->jnl);
+	out->discarded = jnl_discarded(s->jnl);
 }
 
 void store_drain(struct store *s, void (*done)(void *arg), void *arg)
 {
 	s->drain_done = done;
 	s->drain_arg = arg;
-	if (TAILQ_EMPTY(&s->queue) || s->state == STORE_CLOSED) {
+	if ((TAILQ_EMPTY(&s->queue) && journal_empty(s)) || s->state == STORE_CLOSED) {
 		enter(s);
 		call_drain(s);
 		leave(s);
@@ -663,6 +1069,11 @@ void store_drain(struct store *s, void (*done)(void *arg), void *arg)
 }
 
 size_t store_pending(const struct store *s)
+{
+	return s->n_queued + (s->jnl ? jnl_records(s->jnl) : 0);
+}
+
+size_t store_pending_memory(const struct store *s)
 {
 	return s->n_queued;
 }

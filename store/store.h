@@ -37,17 +37,34 @@ enum store_timing {
 	STORE_T_COMMIT, /* one window: store_put_window -> committed */
 	STORE_T_CLOSED, /* one window: closed (closed_us) -> committed */
 };
+struct store_reference;
+
+/* A reference set the store found at start (see store_opts.restore). */
+typedef bool (*store_want_fn)(void *arg, const struct store_reference *meta);
+typedef void (*store_restore_fn)(void *arg, const struct store_reference *r);
 
 /* Zero fields take the defaults shown. */
 struct store_opts {
 	uint64_t query_timeout_us;   /* 10 s: per query and per connect; on expiry
 				      * the connection is reset and the query retried */
-	unsigned max_pending;        /* 10000 windows queued, beyond: -ENOBUFS */
+	unsigned max_pending;        /* 10000 windows queued in memory; beyond, they
+				      * go to the journal, or -ENOBUFS without one */
 	uint64_t migrate_timeout_us; /* 10 min: advisory lock wait and each migration */
 	store_log_fn log;            /* NULL: silent; called with the store's arg */
 	store_events_fn events;      /* NULL: not told; called with the store's arg */
 	/* NULL: not measured; called with the store's arg on each commit */
 	void (*observe)(void *arg, enum store_timing what, uint64_t us);
+	/* Spill journal (store/journal.h): writes wait there, on disk, while
+	 * the database is away.  NULL: writes wait in memory only. */
+	const char *journal_path;
+	uint64_t journal_max;        /* bytes; 0 = 256 MiB */
+	/* Reference restore, on the first boot only, before STORE_READY: for
+	 * each newest non-retired saved set per (model, slice), want is asked
+	 * with the metadata (data and scores NULL) and, when it says yes, the
+	 * vectors are fetched and handed to restore (valid during the call).
+	 * NULL: nothing is restored. */
+	store_want_fn want;
+	store_restore_fn restore;
 };
 
 struct store_test {
@@ -59,6 +76,27 @@ struct store_test {
 	double effect;        /* NaN: SQL NULL */
 	double bandwidth;     /* NaN: SQL NULL */
 	unsigned permutations; /* 0: SQL NULL */
+	double effect_floor;  /* the floor effect had to clear; NaN: SQL NULL */
+};
+
+/* How a window was decided (windows columns, see docs/sql.md). */
+struct store_decision {
+	bool drifted;             /* any test drifted */
+	bool alarm;               /* the K-of-M rule fired */
+	double alpha;
+	const char *correction;   /* "bh", "bonferroni" or "none" */
+	unsigned family_size;     /* windows corrected together */
+	unsigned alarm_k, alarm_m, recent_drifted; /* drifted among the last m */
+	int64_t evaluated_us;     /* the moment of the evaluation */
+};
+
+/* Calibration of the labeled records of a window (calibration_history). */
+struct store_calibration {
+	unsigned n_labeled;
+	uint64_t labels_seen;     /* labels offered; above n_labeled when sampled */
+	double ece, mce, brier, accuracy;      /* NaN: SQL NULL (too few labels) */
+	double reference_ece, reference_brier; /* NaN: no baseline */
+	bool degraded;
 };
 
 /* A webhook event for the outbox (docs/webhooks.md).  Written in the same
@@ -81,10 +119,14 @@ struct store_window {
 	int64_t window_id;        /* never reuse one: a replay is recognised by it */
 	int64_t start_us, end_us; /* end >= start */
 	unsigned n;
-	int64_t reference_set_id;
+	int64_t reference_set_id; /* 0: SQL NULL (no test ran) */
 	uint64_t seed;            /* stored as bigint with the same 64 bits */
 	const struct store_test *tests;
 	size_t n_tests;           /* may be 0 */
+	bool insufficient;        /* status insufficient_data instead of tested */
+	bool reference_fallback;  /* tested against the whole-model reference */
+	const struct store_decision *decision;       /* NULL: SQL NULLs */
+	const struct store_calibration *calibration; /* NULL: no row */
 	const struct store_event *events; /* outbox rows this result raises */
 	size_t n_events;          /* may be 0 */
 	uint64_t closed_us;       /* CLOCK_MONOTONIC µs the window closed; 0: unknown */
@@ -92,23 +134,30 @@ struct store_window {
 
 enum store_persist {
 	STORE_PERSIST_RAW,       /* vectors stored in reference_sets.data */
-	STORE_PERSIST_PROJECTED, /* metadata only */
+	STORE_PERSIST_PROJECTED, /* a random projection of them in data */
 	STORE_PERSIST_NONE,      /* metadata only */
 };
 
 struct store_reference {
 	const char *model, *slice;
 	int64_t id;               /* random 63-bit, chosen by the daemon */
-	unsigned n, dim;
-	const float *data;        /* n * dim floats, row-major; required for RAW only */
+	int64_t created_us;       /* when it froze; orders it against resets */
+	unsigned n, dim;          /* dim of data: the projection width if PROJECTED */
+	const float *data;        /* n * dim floats, row-major; RAW and PROJECTED */
 	enum store_persist persist;
+	bool explicit_records;    /* role=reference records, not the warm-up */
+	unsigned k;               /* scores per row; 0: none */
+	const float *scores;      /* n * k, saved with RAW and PROJECTED */
+	unsigned source_dim;      /* PROJECTED: the embedding width projected */
+	uint64_t projection_seed; /* PROJECTED: reproduces the projection */
+	unsigned cal_n;           /* labeled rows of the calibration baseline; 0: none */
+	double cal_ece, cal_brier;
 };
 
 typedef void (*store_state_fn)(void *arg, enum store_state st, const char *why);
-/* Highest window_id written per (model, slice); delivered once, on the first
- * time the store becomes ready, before the STORE_READY notification. */
-typedef void (*store_seq_fn)(void *arg, const char *model, const char *slice,
-			     int64_t max_window_id);
+/* Highest window_id written per model; delivered once, on the first time the
+ * store becomes ready, before the STORE_READY notification. */
+typedef void (*store_seq_fn)(void *arg, const char *model, int64_t max_window_id);
 
 /* NULL on allocation failure or a DSN that cannot be used (reason logged):
  * the DSN must name a Unix socket directory or use hostaddr=, so that
@@ -136,8 +185,30 @@ int store_put_window(struct store *s, const struct store_window *w);
 /* Outbox rows not tied to a window (test events); n >= 1.  Counts against
  * max_pending like a window. */
 int store_put_events(struct store *s, const struct store_event *ev, size_t n);
+/* Retires the reference sets of MODEL (of one SLICE, or all when NULL)
+ * created at or before AT_US: a restart no longer restores them.  REASON is
+ * "reset" or "expired". */
+int store_retire_references(struct store *s, const char *model, const char *slice,
+			    int64_t at_us, const char *reason);
+/* With a journal, puts that cannot wait in memory go to it: -ENOSPC when it
+ * is full, -EIO when it cannot be written (both logged). */
 
-size_t store_pending(const struct store *s);   /* queued writes, any kind */
+/* False when a new window could not be kept: the database is not taking
+ * writes and the journal is full, broken or absent (with memory full). */
+bool store_accepting(const struct store *s);
+/* Moves the writes waiting in memory to the journal, when the order allows
+ * it (at shutdown, so they survive).  Returns the writes left in memory. */
+size_t store_spill(struct store *s);
+
+struct store_journal_stats {
+	bool enabled, full;
+	uint64_t bytes, max_bytes, records;
+	uint64_t appended, replayed, discarded; /* discarded: damaged records */
+};
+void store_journal_stats(const struct store *s, struct store_journal_stats *out);
+
+size_t store_pending(const struct store *s);   /* queued writes, memory and journal */
+size_t store_pending_memory(const struct store *s); /* of which in memory */
 enum store_state store_get_state(const struct store *s);
 uint64_t store_written(const struct store *s);    /* windows committed (incl. duplicates) */
 uint64_t store_duplicates(const struct store *s); /* windows found already written */

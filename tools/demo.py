@@ -107,8 +107,13 @@ def main():
     work = demo_dir()
     with PgCluster(parent_dir=work) as pg:
         cfg = os.path.join(work, "demo.ini")
+        # A fresh database needs a fresh state_dir: window-id leases and
+        # the spill journal of an earlier run belong to its database.
+        state = os.path.join(work, "state")
+        shutil.rmtree(state, ignore_errors=True)
+        os.makedirs(state)
         with open(os.path.join(ROOT, "conf", "demo.ini")) as f:
-            text = f.read().replace("@DSN@", pg.dsn).replace("@STATE@", work)
+            text = f.read().replace("@DSN@", pg.dsn).replace("@STATE@", state)
         with open(cfg, "w") as f:
             f.write(text)
         secret = re.search(r"^secret = (\S+)", text, re.M).group(1)

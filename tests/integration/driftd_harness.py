@@ -51,7 +51,7 @@ class Driftd:
     """A driftd process with its own config, state dir and ports."""
 
     def __init__(self, pg, models, workdir, extra_listen="", log_level="info",
-                 daemon_extra="", shutdown_timeout="20s"):
+                 daemon_extra="", shutdown_timeout="20s", extra_store=""):
         self.pg = pg
         self.workdir = workdir
         self.port = free_port()
@@ -62,6 +62,7 @@ class Driftd:
         self.notify_path = os.path.join(workdir, "notify.sock")
         self.models = models
         self.extra_listen = extra_listen
+        self.extra_store = extra_store
         self.log_level = log_level
         self.daemon_extra = daemon_extra
         self.shutdown_timeout = shutdown_timeout
@@ -91,6 +92,7 @@ class Driftd:
             f"{self.extra_listen}\n"
             "[store]\n"
             f"dsn = {self.pg.dsn}\n"
+            f"{self.extra_store}\n"
             + (models if models is not None else self.models))
 
     def write_config(self, models=None):
@@ -200,6 +202,28 @@ class Driftd:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
+
+    def http_post(self, path, body=b""):
+        url = f"http://127.0.0.1:{self.http_port}{path}"
+        req = urllib.request.Request(url, data=body, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def kill(self):
+        """SIGKILL, as a crash: nothing is flushed."""
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+
+    def rss_kb(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
 
     def metrics(self):
         """Parsed /metrics: {'name{labels}': float}."""

@@ -10,7 +10,7 @@ import socket
 import time
 import unittest
 
-from driftd_harness import DaemonCase, model_section, record
+from driftd_harness import DaemonCase, model_section, read_replies, record
 
 DIM = 4
 TOKEN = "s3cret-T0ken"
@@ -127,14 +127,7 @@ class HttpIngest(DaemonCase):
         s.settimeout(10)
         s.sendall(payload)
         s.shutdown(socket.SHUT_WR)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        s.close()
-        return [json.loads(l) for l in data.decode().splitlines()]
+        return read_replies(s, timeout=10)
 
     def test_ndjson_token(self):
         ok = self.ndjson_replies(

@@ -112,6 +112,9 @@ class Lifecycle(unittest.TestCase):
         self.assertEqual(m["driftd_reload_failures_total"], 1)
 
     def test_restart_continues_window_ids(self):
+        """A clean restart restores the reference from PostgreSQL (no new
+        warm-up: the first window_size records make a window) and window
+        ids carry on exactly where they stopped."""
         models = model_section("r", DIM, reference=30, window=30,
                                permutations=99)
         d = self.daemon(models).start()
@@ -121,33 +124,41 @@ class Lifecycle(unittest.TestCase):
         self.assertEqual(d.stop(), 0)
 
         d.start()
-        d.send_lines(batch(rng, 30 + 30, model="r"))
-        rows = d.wait_rows("SELECT window_id FROM driftd.windows "
-                           "WHERE model = 'r' ORDER BY 1", 3)
-        # The reference is collected anew (in memory only for now), then
-        # window ids carry on after the last one written.
-        self.assertEqual([r[0] for r in rows], ["1", "2", "3"])
+        d.send_lines(batch(rng, 2 * 30, model="r"))
+        rows = d.wait_rows("SELECT window_id, reference_set_id "
+                           "FROM driftd.windows WHERE model = 'r' "
+                           "ORDER BY 1", 4)
+        self.assertEqual([r[0] for r in rows], ["1", "2", "3", "4"])
+        self.assertEqual(len({r[1] for r in rows}), 1, rows)
 
     def test_time_windows(self):
         """window.interval closes windows by time; one below window.min_size
-        stays open until it has enough records."""
+        is recorded as insufficient_data (not tested) instead."""
         d = self.daemon(model_section("t", DIM, reference=30, window=0,
                                       interval="1s", permutations=99,
                                       extra="window.min_size = 20\n"))
         d.start()
         rng = np.random.default_rng(4)
         d.send_lines(batch(rng, 30 + 25, model="t"))
-        rows = d.wait_rows("SELECT window_id, n FROM driftd.windows "
+        rows = d.wait_rows("SELECT window_id, n, status FROM driftd.windows "
                            "WHERE model = 't'", 1, timeout=10)
-        self.assertEqual(rows, [["1", "25"]])
+        self.assertEqual(rows, [["1", "25", "tested"]])
         d.send_lines(batch(rng, 5, model="t"))
-        time.sleep(2.5)
-        self.assertEqual(len(self.env.pg.psql(
-            "SELECT 1 FROM driftd.windows WHERE model = 't'")), 1)
-        d.send_lines(batch(rng, 20, model="t"))
-        rows = d.wait_rows("SELECT window_id, n FROM driftd.windows "
+        rows = d.wait_rows("SELECT window_id, n, status FROM driftd.windows "
                            "WHERE model = 't' ORDER BY 1", 2, timeout=10)
-        self.assertEqual(rows[1], ["2", "25"])
+        self.assertEqual(rows[1], ["2", "5", "insufficient_data"])
+        rows = self.env.pg.psql(
+            "SELECT test, statistic, p_value, threshold, drifted "
+            "FROM driftd.drift_history WHERE model = 't' AND window_id = 2")
+        self.assertEqual(rows, [["insufficient_data", "5", None, "20", "f"]])
+        # No records: no window at all.
+        time.sleep(2.2)
+        self.assertEqual(len(self.env.pg.psql(
+            "SELECT 1 FROM driftd.windows WHERE model = 't'")), 2)
+        d.send_lines(batch(rng, 20, model="t"))
+        rows = d.wait_rows("SELECT window_id, n, status FROM driftd.windows "
+                           "WHERE model = 't' ORDER BY 1", 3, timeout=10)
+        self.assertEqual(rows[2], ["3", "20", "tested"])
 
     def _wait_log(self, d, text, timeout=10):
         deadline = time.monotonic() + timeout

@@ -207,6 +207,8 @@ static void test_full_file(void **state)
     assert_int_equal(c->persist_reference, CONF_PERSIST_PROJECTED);
     assert_int_equal(c->query_timeout_us, 1500000);
     assert_int_equal(c->max_pending, 50);
+    assert_int_equal(c->journal_max, 16 * 1024 * 1024);
+    assert_int_equal(c->persist_projection_dim, 32);
 
     assert_int_equal(c->n_models, 2);
     const struct conf_model *m = &c->models[0];
@@ -241,6 +243,21 @@ static void test_full_file(void **state)
     assert_true(m->alpha == 0.05);
     assert_int_equal(m->correction, CONF_CORR_BONFERRONI);
     assert_true(m->effect_floor == 0.25);
+    assert_int_equal(m->n_effect_floor_by_test, 2);
+    assert_true(conf_effect_floor(m, "mmd") == 0.002);
+    assert_true(conf_effect_floor(m, "centroid_cosine") == 1.5);
+    assert_true(conf_effect_floor(m, "centroid_euclidean") == 0.25);
+    assert_true(conf_effect_floor(m, "energy") == 0.25);
+    assert_int_equal(m->reference_min_size, 100);
+    assert_int_equal(m->slice_idle_us, 0);
+    assert_int_equal(m->alarm_k, 3);
+    assert_int_equal(m->alarm_m, 5);
+    assert_int_equal(m->scores_width, 4);
+    assert_int_equal(m->labels_ttl_us, 600 * SEC_US);
+    assert_int_equal(m->labels_max_pending, 0);
+    assert_int_equal(m->calibration_min_labels, 200);
+    assert_true(m->calibration_ece_margin == 0.1);
+    assert_true(m->calibration_brier_margin == 0.2);
     assert_int_equal(m->max_slices, 12);
     assert_true(m->seed == UINT64_MAX);
     assert_string_equal(m->on_drift, "pager");
@@ -331,9 +348,23 @@ static void test_defaults(void **state)
     assert_true(m->alpha == 0.01);
     assert_int_equal(m->correction, CONF_CORR_BH);
     assert_true(m->effect_floor == 0.0);
+    assert_int_equal(m->n_effect_floor_by_test, 0);
+    assert_true(conf_effect_floor(m, "mmd") == 0.0);
     assert_int_equal(m->max_slices, 1000);
     assert_int_equal(m->seed, 1);
     assert_null(m->on_drift);
+    assert_int_equal(m->reference_min_size, 20);
+    assert_int_equal(m->slice_idle_us, 24 * 3600 * SEC_US);
+    assert_int_equal(m->alarm_k, 1);
+    assert_int_equal(m->alarm_m, 1);
+    assert_int_equal(m->scores_width, 0);
+    assert_int_equal(m->labels_ttl_us, 3600 * SEC_US);
+    assert_int_equal(m->labels_max_pending, 100000);
+    assert_int_equal(m->calibration_min_labels, 30);
+    assert_true(m->calibration_ece_margin == 0.05);
+    assert_true(m->calibration_brier_margin == 0.05);
+    assert_int_equal(c->journal_max, 256 * 1024 * 1024);
+    assert_int_equal(c->persist_projection_dim, 64);
     conf_free(c);
 }
 
@@ -639,6 +670,40 @@ static void test_bad_numbers(void **state)
     struct conf *c = load_ok("[listen]\nmax_line = 64M\n" BASE "alpha = 1e-3\ncentroid.threshold = 2\n");
     assert_int_equal(c->max_line, 64u << 20);
     assert_true(c->models[0].alpha == 0.001);
+    conf_free(c);
+}
+
+/* Slice, alarm, label and calibration keys: ranges and the rules that
+ * tie them to other keys. */
+static void test_slice_and_decision_keys(void **state)
+{
+    (void)state;
+    expect_err(BASE "alarm.k = 3\nalarm.m = 2\n",
+               "t.ini:8: [model.m] alarm.k: 3 is larger than alarm.m (2)");
+    expect_err(BASE "alarm.m = 65\n", "t.ini:8: [model.m] alarm.m: '65' is out of range 1..64");
+    expect_err(BASE "reference.min_size = 11\n",
+               "t.ini:8: [model.m] reference.min_size: 11 is larger than reference.size (10)");
+    expect_err(BASE "effect_floor.by_test = mmd\n",
+               "t.ini:8: [model.m] effect_floor.by_test: 'mmd' is not test:number");
+    expect_err(BASE "effect_floor.by_test = mmd:-1\n",
+               "t.ini:8: [model.m] effect_floor.by_test: 'mmd:-1': the floor is not a number >= 0");
+    expect_err(BASE "effect_floor.by_test = m d:1\n",
+               "t.ini:8: [model.m] effect_floor.by_test: 'm d:1' is not test:number");
+    expect_err(BASE "scores.width = 4097\n",
+               "t.ini:8: [model.m] scores.width: '4097' is out of range 0..4096");
+    expect_err(BASE "labels.ttl = 0\n", "t.ini:8: [model.m] labels.ttl: '0' is out of range 1s..30d");
+    expect_err("[store]\njournal_max = 1k\ndsn = x\n[model.m]\ndim = 4\nreference.size = 10\n"
+               "window.size = 5\ndetectors = mmd\n",
+               "t.ini:2: [store] journal_max: '1k' is out of range 1M..2G");
+
+    struct conf *c = load_ok("[store]\ndsn = x\n[model.m]\ndim = 4\nreference.size = 10\n"
+                             "window.size = 5\ndetectors = calibration\nscores.width = 3\n"
+                             "effect_floor = 0.5\neffect_floor.by_test = ks_dims:0.1, ks:0.2\n");
+    const struct conf_model *m = &c->models[0];
+    /* Exact name first, then the detector before '_', then the default. */
+    assert_true(conf_effect_floor(m, "ks_dims") == 0.1);
+    assert_true(conf_effect_floor(m, "ks_scores") == 0.2);
+    assert_true(conf_effect_floor(m, "mmd") == 0.5);
     conf_free(c);
 }
 
@@ -1008,6 +1073,7 @@ int main(void)
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_bad_numbers),
+        cmocka_unit_test(test_slice_and_decision_keys),
         cmocka_unit_test(test_enums),
         cmocka_unit_test(test_detectors),
         cmocka_unit_test(test_slice_by),

@@ -555,6 +555,7 @@ static void test_reason_codes(void **state)
 	assert_int_equal(frm_reason_code(REC_ERR_NOT_FINITE), 8);
 	assert_int_equal(frm_reason_code(REC_ERR_UNSUPPORTED), 13);
 	assert_int_equal(frm_reason_code(REC_ERR_BAD_FRAME), 15);
+	assert_int_equal(frm_reason_code(REC_ERR_UNKNOWN_ID), 16);
 	for (int e = 1; e < REC_ERR__COUNT; e++)
 		assert_int_not_equal(frm_reason_code((enum rec_err)e), 255);
 }

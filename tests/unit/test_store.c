@@ -29,7 +29,7 @@
 static const char *dsn;
 
 struct seq_row {
-	char model[64], slice[64];
+	char model[64];
 	int64_t max;
 	bool before_ready;
 };
@@ -105,14 +105,13 @@ static void on_state(void *arg, enum store_state st, const char *why)
 	}
 }
 
-static void on_seq(void *arg, const char *model, const char *slice, int64_t max)
+static void on_seq(void *arg, const char *model, int64_t max)
 {
 	struct fx *f = arg;
 	struct seq_row *r = &f->seqs[f->n_seqs];
 
 	assert_true(f->n_seqs < MAX_RECORDS);
 	snprintf(r->model, sizeof(r->model), "%s", model);
-	snprintf(r->slice, sizeof(r->slice), "%s", slice);
 	r->max = max;
 	r->before_ready = store_get_state(f->store) != STORE_READY;
 	f->n_seqs++;
@@ -543,13 +542,242 @@ static void test_sequences_come_back(void **state)
 		if (strcmp(r->model, "seq") != 0)
 			continue;
 		assert_true(r->before_ready);
-		assert_int_equal(r->max, strcmp(r->slice, "s1") == 0 ? 7 : 2);
+		/* The highest id of the model, whatever its slice. */
+		assert_int_equal(r->max, 7);
 		found++;
 	}
-	assert_int_equal(found, 2);
+	assert_int_equal(found, 1);
 }
 
 /* ---- references, validation, errors ----------------------------------------- */
+
+/* ---- slices: restore, retirement, decisions, the journal --------------------- */
+
+/* Reference set ids are global: these stay clear of the other tests'. */
+#define RS_ID 5000
+
+struct restored {
+	int64_t ids[8];
+	unsigned n;
+	float data5;
+	unsigned k, source_dim, cal_n;
+	double cal_ece;
+};
+
+static struct restored got;
+
+static bool want_ref(void *arg, const struct store_reference *r)
+{
+	return strcmp(r->model, "rs") == 0;
+}
+
+static void restore_ref(void *arg, const struct store_reference *r)
+{
+	assert_true(got.n < 8);
+	got.ids[got.n++] = r->id;
+	if (r->id == RS_ID + 1) {
+		got.data5 = r->data[5];
+		got.k = r->k;
+		assert_non_null(r->scores);
+		assert_true(r->scores[1] == 0.75f);
+		got.cal_n = r->cal_n;
+		got.cal_ece = r->cal_ece;
+	}
+	if (r->id == RS_ID + 2)
+		got.source_dim = r->source_dim;
+}
+
+/* The newest set of each (model, slice) comes back unless it was saved
+ * without vectors or retired since; older ones never do. */
+static void test_references_restored(void **state)
+{
+	struct fx *f = *state;
+	const float data[] = { 1, 2, 3, 4, 5, 6.5f }, scores[] = { 0.25f, 0.75f };
+	struct store_reference a = {
+		.model = "rs", .slice = "*", .id = RS_ID + 1, .created_us = T0_US,
+		.n = 2, .dim = 3, .data = data, .persist = STORE_PERSIST_RAW, .k = 1,
+		.scores = scores, .cal_n = 40, .cal_ece = 0.125, .cal_brier = 0.2,
+	};
+	struct store_reference older = a, b = a, c = a, d = a;
+
+	older.id = RS_ID + 9;
+	older.created_us = T0_US - 1000000;
+	b.id = RS_ID + 2;
+	b.slice = "s=proj";
+	b.persist = STORE_PERSIST_PROJECTED;
+	b.source_dim = 768;
+	c.id = RS_ID + 3;
+	c.slice = "s=none";
+	c.persist = STORE_PERSIST_NONE;
+	d.id = RS_ID + 4;
+	d.slice = "s=gone";
+	open_store(f);
+	assert_int_equal(store_put_reference(f->store, &older), 0);
+	assert_int_equal(store_put_reference(f->store, &a), 0);
+	assert_int_equal(store_put_reference(f->store, &b), 0);
+	assert_int_equal(store_put_reference(f->store, &c), 0);
+	assert_int_equal(store_put_reference(f->store, &d), 0);
+	assert_int_equal(store_retire_references(f->store, "rs", "s=gone",
+						 T0_US + 1, "expired"), 0);
+	assert_int_equal(store_retire_references(f->store, "rs", NULL, T0_US - 1,
+						 "reset"), 0);
+	assert_int_equal(store_retire_references(f->store, "", NULL, 1, "reset"),
+			 -EINVAL);
+	wait_ready(f);
+	drain(f);
+	close_store(f);
+
+	memset(&got, 0, sizeof(got));
+	open_store_opts(f, (struct store_opts){ .want = want_ref,
+						.restore = restore_ref });
+	wait_ready(f);
+	assert_int_equal(got.n, 2);
+	assert_true(got.ids[0] + got.ids[1] == 2 * RS_ID + 3);
+	assert_true(got.data5 == 6.5f);
+	assert_int_equal(got.k, 1);
+	assert_int_equal(got.cal_n, 40);
+	assert_true(got.cal_ece == 0.125);
+	assert_int_equal(got.source_dim, 768);
+
+	/* Versions per slice, and what retired which. */
+	assert_int_equal(count(f, "SELECT 1 FROM driftd.reference_history WHERE "
+				  "model = 'rs' AND slice = '*' AND version = 2 AND "
+				  "reference_set_id = %d AND retired_at IS NULL", RS_ID + 1), 1);
+	assert_int_equal(count(f, "SELECT 1 FROM driftd.reference_history WHERE "
+				  "model = 'rs' AND reference_set_id = %d AND "
+				  "retired_at IS NOT NULL", RS_ID + 9), 1);
+	assert_int_equal(count(f, "SELECT 1 FROM driftd.reference_history WHERE "
+				  "model = 'rs' AND reference_set_id = %d AND "
+				  "retired_at IS NOT NULL", RS_ID + 4), 1);
+	/* A replayed retirement adds nothing. */
+	assert_int_equal(store_retire_references(f->store, "rs", "s=gone",
+						 T0_US + 1, "expired"), 0);
+	drain(f);
+	assert_int_equal(count(f, "SELECT 1 FROM driftd.reference_resets WHERE "
+				  "model = 'rs'"), 2);
+}
+
+/* The decision and calibration columns of a window, and a window recorded
+ * without a test. */
+static void test_decision_and_calibration_rows(void **state)
+{
+	struct fx *f = *state;
+	struct store_decision d = {
+		.drifted = true, .alarm = false, .alpha = 0.01, .correction = "bh",
+		.family_size = 51, .alarm_k = 2, .alarm_m = 3, .recent_drifted = 1,
+		.evaluated_us = T0_US,
+	};
+	struct store_calibration cal = {
+		.n_labeled = 40, .labels_seen = 55, .ece = 0.1, .mce = 0.3,
+		.brier = 0.2, .accuracy = 0.75, .reference_ece = 0.05,
+		.reference_brier = NAN, .degraded = true,
+	};
+	struct store_test short_row = {
+		.test = "insufficient_data", .statistic = 3, .p_value = NAN,
+		.threshold = 20, .effect = NAN, .bandwidth = NAN, .effect_floor = NAN,
+	};
+	struct store_window w = window("dec", "s=a", 1), s = window("dec", "s=b", 1);
+	PGresult *res;
+
+	w.decision = &d;
+	w.calibration = &cal;
+	w.reference_fallback = true;
+	s.tests = &short_row;
+	s.n_tests = 1;
+	s.insufficient = true;
+	s.reference_set_id = 0;
+	open_store(f);
+	assert_int_equal(store_put_window(f->store, &w), 0);
+	assert_int_equal(store_put_window(f->store, &s), 0);
+	wait_ready(f);
+	drain(f);
+	res = query(f, "SELECT status, reference_fallback, drifted, alarm, alpha, "
+		       "correction, family_size, alarm_k, alarm_m, recent_drifted, "
+		       "(extract(epoch FROM evaluated_at) * 1000000)::int8, "
+		       "calibration_degraded, reference_set_id IS NULL "
+		       "FROM driftd.window_decisions WHERE model = 'dec' ORDER BY slice");
+	assert_int_equal(PQntuples(res), 2);
+	assert_string_equal(PQgetvalue(res, 0, 0), "tested");
+	assert_string_equal(PQgetvalue(res, 0, 1), "t");
+	assert_string_equal(PQgetvalue(res, 0, 2), "t");
+	assert_string_equal(PQgetvalue(res, 0, 3), "f");
+	assert_string_equal(PQgetvalue(res, 0, 4), "0.01");
+	assert_string_equal(PQgetvalue(res, 0, 5), "bh");
+	assert_string_equal(PQgetvalue(res, 0, 6), "51");
+	assert_string_equal(PQgetvalue(res, 0, 9), "1");
+	assert_int_equal(strtoll(PQgetvalue(res, 0, 10), NULL, 10), T0_US);
+	assert_string_equal(PQgetvalue(res, 0, 11), "t");
+	assert_string_equal(PQgetvalue(res, 1, 0), "insufficient_data");
+	assert_true(PQgetisnull(res, 1, 2));
+	assert_true(PQgetisnull(res, 1, 11));
+	assert_string_equal(PQgetvalue(res, 1, 12), "t");
+	PQclear(res);
+	res = query(f, "SELECT h.n_labeled, h.ece, h.mce, h.brier, h.accuracy, "
+		       "c.labels_seen, c.reference_brier IS NULL "
+		       "FROM driftd.calibration_history h "
+		       "JOIN driftd.calibration_results c USING (model, slice, window_id) "
+		       "WHERE h.model = 'dec'");
+	assert_int_equal(PQntuples(res), 1);
+	assert_string_equal(PQgetvalue(res, 0, 0), "40");
+	assert_string_equal(PQgetvalue(res, 0, 1), "0.1");
+	assert_string_equal(PQgetvalue(res, 0, 4), "0.75");
+	assert_string_equal(PQgetvalue(res, 0, 5), "55");
+	assert_string_equal(PQgetvalue(res, 0, 6), "t");
+	PQclear(res);
+	assert_int_equal(count(f, "SELECT 1 FROM driftd.drift_history WHERE model = 'dec' "
+				  "AND test = 'insufficient_data' AND statistic = 3 AND "
+				  "threshold = 20 AND p_value IS NULL AND NOT drifted"), 1);
+	assert_int_equal(count(f, "SELECT 1 FROM driftd.test_results WHERE model = 'dec' "
+				  "AND test = 'mmd' AND effect_floor = 0"), 1);
+}
+
+/* Writes put while the database is unreachable wait in the journal on
+ * disk; a new store on the same journal (after a crash) writes them, in
+ * order, once the database is there. */
+static void test_journal_survives_restart(void **state)
+{
+	struct fx *f = *state;
+	char dir[] = "/tmp/driftd-store-jnl-XXXXXX", path[64];
+	struct store_reference r = { .model = "jr", .slice = "*", .id = RS_ID + 77,
+				     .created_us = T0_US, .n = 0, .dim = 3,
+				     .persist = STORE_PERSIST_NONE };
+	struct store_opts o = { .log = on_log };
+	struct store_journal_stats js;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/journal", dir);
+	o.journal_path = path;
+	f->store = store_new(f->base, "host=/nonexistent port=1 dbname=x", &o,
+			     on_state, on_seq, f);
+	assert_non_null(f->store);
+	assert_int_equal(store_start(f->store), 0);
+	assert_true(store_accepting(f->store));
+	assert_int_equal(store_put_reference(f->store, &r), 0);
+	for (int i = 1; i <= 5; i++)
+		put_window(f, "jr", "*", i);
+	assert_int_equal(store_retire_references(f->store, "jr", NULL, T0_US + 5,
+						 "reset"), 0);
+	run_for(f, 0.3);
+	store_journal_stats(f->store, &js);
+	assert_true(js.enabled);
+	assert_int_equal(js.records, 7);
+	assert_int_equal(store_pending_memory(f->store), 0);
+	close_store(f);
+
+	open_store_opts(f, (struct store_opts){ .journal_path = path });
+	assert_int_equal(store_pending(f->store), 7);
+	wait_ready(f);
+	drain(f);
+	store_journal_stats(f->store, &js);
+	assert_int_equal(js.records, 0);
+	assert_int_equal(js.replayed, 7);
+	assert_int_equal(count(f, "SELECT 1 FROM driftd.windows WHERE model = 'jr'"), 5);
+	assert_int_equal(count(f, "SELECT 1 FROM driftd.reference_history WHERE "
+				  "model = 'jr' AND retired_at IS NOT NULL"), 1);
+	close_store(f);
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	assert_int_equal(system(path), 0);
+}
 
 static void test_reference_sets(void **state)
 {
@@ -563,6 +791,7 @@ static void test_reference_sets(void **state)
 
 	proj.id = 12;
 	proj.persist = STORE_PERSIST_PROJECTED;
+	proj.source_dim = 768;
 	again.slice = "other";
 	open_store(f);
 	assert_int_equal(store_put_reference(f->store, &raw), 0);
@@ -582,8 +811,9 @@ static void test_reference_sets(void **state)
 	assert_string_equal(PQgetvalue(res, 0, 5),
 			    "0000803f000000c00000003f0000000000005040000000be");
 	assert_string_equal(PQgetvalue(res, 0, 6), "t");
+	/* A projected set keeps its (projected) vectors as well. */
 	assert_string_equal(PQgetvalue(res, 1, 4), "projected");
-	assert_true(PQgetisnull(res, 1, 5));
+	assert_string_equal(PQgetvalue(res, 1, 5), PQgetvalue(res, 0, 5));
 	PQclear(res);
 }
 
@@ -763,6 +993,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dsn_must_not_need_dns, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_free_from_callback_and_immediate_drain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_while_windows_are_queued, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_references_restored, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_decision_and_calibration_rows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_journal_survives_restart, setup, teardown),
 	};
 
 	dsn = getenv("DRIFTD_TEST_DSN");

@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <float.h>
 #include <math.h>
 #include <stdbool.h>
@@ -83,7 +84,7 @@ static enum rec_err add_row(struct win_model *m, unsigned k, const char *region,
 		r.labels[0].value = region;
 		r.n_labels = 1;
 	}
-	return win_add(m, &r, ts, closed);
+	return win_add(m, &r, ts, ts, closed);
 }
 
 static void live(struct win_model *m, unsigned k, const char *region,
@@ -258,8 +259,8 @@ static void test_slice_key_escaping_separates_slices(void **state)
 	row(0, x);
 	r1.embedding = r2.embedding = x;
 	r1.dim = r2.dim = DIM;
-	assert_int_equal(win_add(m, &r1, 1, &closed), REC_OK);
-	assert_int_equal(win_add(m, &r2, 2, &closed), REC_OK);
+	assert_int_equal(win_add(m, &r1, 1, 1, &closed), REC_OK);
+	assert_int_equal(win_add(m, &r2, 2, 2, &closed), REC_OK);
 	assert_int_equal(win_slice_count(m), 3);
 	assert_null(closed);
 	win_model_free(m);
@@ -377,7 +378,8 @@ static void test_every_record_in_whole_and_own_slice(void **state)
 	win_model_free(m);
 }
 
-/* Window ids continue after what the store already holds, per slice. */
+/* Window ids: each slice counts up from the model's highest id when it
+ * appears, so none is ever reused; win_resume only raises that floor. */
 static void test_window_ids_resume(void **state)
 {
 	struct win_params p = params_by_region(2, 2);
@@ -388,40 +390,41 @@ static void test_window_ids_resume(void **state)
 			      w67[] = { 6, 7 }, w89[] = { 8, 9 };
 
 	(void)state;
-	win_resume(m, WIN_WHOLE_MODEL, 41);
-	win_resume(m, "region=eu", 100);
-	assert_int_equal(win_slice_count(m), 2);
+	win_resume(m, 100);
 	/* A smaller id from a stale source must not move ids backwards. */
-	win_resume(m, "region=eu", 5);
-	assert_int_equal(win_slice_count(m), 2);
+	win_resume(m, 5);
+	assert_true(win_max_window_id(m) == 100);
+	assert_int_equal(win_slice_count(m), 1);
 
 	for (unsigned k = 0; k < 6; k++)
 		live(m, k, "eu", &closed);
 	for (unsigned k = 6; k < 10; k++)
 		live(m, k, "us", &closed);
 	assert_int_equal(list_len(closed), 7);
-	c = take(&closed, WIN_WHOLE_MODEL, 42);
+	c = take(&closed, WIN_WHOLE_MODEL, 101);
 	check_window(c, w23, 2, ref, 2, true);
 	win_closed_free(c);
-	c = take(&closed, WIN_WHOLE_MODEL, 43);
+	c = take(&closed, WIN_WHOLE_MODEL, 102);
 	check_window(c, w45, 2, ref, 2, false);
 	win_closed_free(c);
-	c = take(&closed, WIN_WHOLE_MODEL, 44);
+	c = take(&closed, WIN_WHOLE_MODEL, 103);
 	check_window(c, w67, 2, ref, 2, false);
 	win_closed_free(c);
-	c = take(&closed, WIN_WHOLE_MODEL, 45);
+	c = take(&closed, WIN_WHOLE_MODEL, 104);
 	check_window(c, w89, 2, ref, 2, false);
 	win_closed_free(c);
+	/* eu appeared when the floor was 100. */
 	c = take(&closed, "region=eu", 101);
 	check_window(c, w23, 2, ref, 2, true);
 	win_closed_free(c);
 	c = take(&closed, "region=eu", 102);
 	check_window(c, w45, 2, ref, 2, false);
 	win_closed_free(c);
-	/* Never resumed: starts at 1. */
-	c = take(&closed, "region=us", 1);
+	/* us appeared after "*" had handed out 102 and eu 102. */
+	c = take(&closed, "region=us", 103);
 	check_window(c, w89, 2, us_ref, 2, true);
 	win_closed_free(c);
+	assert_true(win_max_window_id(m) == 104);
 	win_model_free(m);
 }
 
@@ -642,7 +645,8 @@ static void test_reference_to_open_slice_after_whole_froze(void **state)
 	c = take(&closed, WIN_WHOLE_MODEL, 2);
 	check_window(c, whole_w2, 2, whole_ref, 2, false);
 	win_closed_free(c);
-	c = take(&closed, "region=eu", 1);
+	/* eu appeared after window 1 was handed out: its ids start above. */
+	c = take(&closed, "region=eu", 2);
 	check_window(c, eu_w, 2, eu_ref, 2, true);
 	win_closed_free(c);
 	assert_null(closed);
@@ -671,22 +675,24 @@ static void test_reference_to_new_slice_after_whole_froze(void **state)
 	reference(m, 101, "eu", &closed);
 	live(m, 5, "eu", &closed);
 	live(m, 6, "eu", &closed);
-	c = take(&closed, "region=eu", 1);
+	c = take(&closed, "region=eu", 2);
 	check_window(c, eu_w, 2, eu_ref, 2, true);
 	win_closed_free(c);
 	free_list(closed);
 	win_model_free(m);
 }
 
-/* window_min 3, time-only windows:
+/* A tick closes every open window; one below window_min is recorded as
+ * WIN_SHORT_WINDOW (no reference used, none frozen), not kept open.
+ * window_min 3, time-only windows:
  *   "*":  ref {0,1}, window {2..8} (7 rows)
  *   eu:   ref {0,1}, window {4,5,6}
- *   us:   ref {2,3}, window {7,8} -> too small, stays open */
-static void test_close_due_respects_window_min(void **state)
+ *   us:   ref {2,3}, window {7,8}: short */
+static void test_close_due_short_windows(void **state)
 {
-	static const unsigned ref01[] = { 0, 1 }, ref23[] = { 2, 3 };
+	static const unsigned ref01[] = { 0, 1 };
 	static const unsigned whole_w[] = { 2, 3, 4, 5, 6, 7, 8 };
-	static const unsigned eu_w[] = { 4, 5, 6 }, us_w[] = { 7, 8, 9 };
+	static const unsigned eu_w[] = { 4, 5, 6 };
 	struct win_params p = params_by_region(2, 0);
 	struct win_model *m;
 	struct win_closed *closed = NULL, *c;
@@ -700,26 +706,36 @@ static void test_close_due_respects_window_min(void **state)
 	for (unsigned k = 0; k < 9; k++)
 		live(m, k, region_of[k], &closed);
 	assert_null(closed);
-	assert_int_equal(win_close_due(m, &closed), 2);
-	assert_int_equal(list_len(closed), 2);
+	assert_int_equal(win_close_due(m, &closed), 3);
 	c = take(&closed, WIN_WHOLE_MODEL, 1);
 	check_window(c, whole_w, 7, ref01, 2, true);
+	assert_int_equal(c->status, WIN_TESTED);
 	win_closed_free(c);
 	c = take(&closed, "region=eu", 1);
 	check_window(c, eu_w, 3, ref01, 2, true);
 	win_closed_free(c);
-	/* us kept its two rows: memory = 3 references + us window. */
-	assert_int_equal(win_memory(m), (3 * 2 + 2) * ROW_BYTES);
-
-	live(m, 9, "us", &closed);
-	assert_null(closed);
-	assert_int_equal(win_close_due(m, &closed), 1);
+	/* us had two rows (7, 8): recorded short, its reference not frozen. */
 	c = take(&closed, "region=us", 1);
-	check_window(c, us_w, 3, ref23, 2, true);
+	assert_int_equal(c->status, WIN_SHORT_WINDOW);
+	assert_int_equal(c->n, 2);
+	assert_int_equal(c->short_of, 2);
+	assert_null(c->ref);
+	assert_false(c->ref_new);
 	win_closed_free(c);
-	/* "*" holds only row 9 now. */
-	assert_int_equal(win_close_due(m, &closed), 0);
 	assert_null(closed);
+	/* Only the three references are left. */
+	assert_int_equal(win_memory(m), 3 * 2 * ROW_BYTES);
+
+	/* Nothing open: a tick closes nothing. */
+	assert_int_equal(win_close_due(m, &closed), 0);
+	live(m, 9, "us", &closed);
+	assert_int_equal(win_close_due(m, &closed), 2);
+	c = take(&closed, "region=us", 2);
+	assert_int_equal(c->status, WIN_SHORT_WINDOW);
+	win_closed_free(c);
+	c = take(&closed, WIN_WHOLE_MODEL, 2);
+	assert_int_equal(c->status, WIN_SHORT_WINDOW);
+	win_closed_free(c);
 	win_model_free(m);
 }
 
@@ -818,7 +834,7 @@ static void test_window_data_exact_and_bounds(void **state)
 			.dim = DIM,
 		};
 
-		assert_int_equal(win_add(m, &r, ts[i], &closed), REC_OK);
+		assert_int_equal(win_add(m, &r, ts[i], ts[i], &closed), REC_OK);
 	}
 	assert_int_equal(list_len(closed), 1);
 	assert_int_equal(closed->n, 4);
@@ -887,6 +903,290 @@ static void test_closed_outlives_model(void **state)
 	win_ref_put(extra);
 }
 
+/* ---- scores, labels, fallback, lifecycle ---- */
+
+/* Row K with one score k/100 and, when LABEL >= 0, an inline label. */
+static enum rec_err add_scored(struct win_model *m, unsigned k,
+			       const char *region, enum rec_role role,
+			       int label, struct win_closed **closed)
+{
+	float x[DIM], score = (float)k / 100;
+	struct record r = {
+		.model = "m",
+		.role = role,
+		.embedding = x,
+		.dim = DIM,
+		.scores = &score,
+		.n_scores = 1,
+		.has_label = label >= 0,
+		.label = label,
+	};
+
+	row(k, x);
+	if (region) {
+		r.labels[0].key = "region";
+		r.labels[0].value = region;
+		r.n_labels = 1;
+	}
+	return win_add(m, &r, (int64_t)k * 1000, (int64_t)k * 1000, closed);
+}
+
+/* Scores travel with their rows into references and windows; inline labels
+ * of reference rows stay with them, those of live rows become pairs of the
+ * window (in "*" and in the slice); labels joined later too. */
+static void test_scores_and_labels(void **state)
+{
+	struct win_params p = params_by_region(2, 3);
+	struct win_model *m;
+	struct win_closed *closed = NULL, *c;
+	const float late = 0.9f;
+
+	(void)state;
+	p.k = 1;
+	m = model_new(&p);
+	assert_int_equal(add_scored(m, 0, "eu", REC_LIVE, 1, &closed), REC_OK);
+	assert_int_equal(add_scored(m, 1, "eu", REC_LIVE, -1, &closed), REC_OK);
+	assert_int_equal(add_scored(m, 2, "eu", REC_LIVE, 0, &closed), REC_OK);
+	assert_int_equal(add_scored(m, 3, "eu", REC_LIVE, -1, &closed), REC_OK);
+	assert_int_equal(win_add_labeled(m, "region=eu", &late, 1), 0);
+	assert_int_equal(win_add_labeled(m, "region=us", &late, 1), -ENOENT);
+	assert_int_equal(add_scored(m, 4, "eu", REC_LIVE, -1, &closed), REC_OK);
+	assert_int_equal(list_len(closed), 2);
+
+	c = take(&closed, "region=eu", 1);
+	assert_int_equal(c->k, 1);
+	assert_true(c->ref->scores[0] == 0.0f && c->ref->scores[1] == 0.01f);
+	assert_int_equal(c->ref->labels[0], 1);
+	assert_int_equal(c->ref->labels[1], WIN_NO_LABEL);
+	assert_true(c->scores[0] == 0.02f && c->scores[2] == 0.04f);
+	/* Row 2's inline label and the late one. */
+	assert_int_equal(c->n_labeled, 2);
+	assert_int_equal(c->labels_seen, 2);
+	assert_true(c->cal_scores[0] == 0.02f && c->cal_labels[0] == 0);
+	assert_true(c->cal_scores[1] == 0.9f && c->cal_labels[1] == 1);
+	win_closed_free(c);
+	c = take(&closed, WIN_WHOLE_MODEL, 1);
+	assert_int_equal(c->n_labeled, 2);
+	win_closed_free(c);
+	/* The labeled pairs went with the window. */
+	assert_int_equal(win_memory(m), 2 * 2 * (ROW_BYTES + 4 + 8));
+	win_model_free(m);
+}
+
+/* Labeled pairs beyond window_max are a uniform sample of those offered. */
+static void test_labeled_pairs_sampled(void **state)
+{
+	struct win_params p = params(2, 3);
+	struct win_model *m;
+	struct win_closed *closed = NULL;
+	const float s = 0.5f;
+
+	(void)state;
+	p.k = 1;
+	m = model_new(&p);
+	for (unsigned k = 0; k < 4; k++)
+		add_scored(m, k, NULL, REC_LIVE, -1, &closed);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(win_add_labeled(m, WIN_WHOLE_MODEL, &s, i % 2), 0);
+	add_scored(m, 4, NULL, REC_LIVE, -1, &closed);
+	assert_non_null(closed);
+	assert_int_equal(closed->n_labeled, 3);
+	assert_int_equal(closed->labels_seen, 10);
+	free_list(closed);
+	win_model_free(m);
+}
+
+/* A slice whose own (explicit) reference is below reference_min is tested
+ * against the whole-model one; with that one too small as well, the window
+ * is recorded WIN_SHORT_REFERENCE. */
+static void test_reference_fallback(void **state)
+{
+	struct win_params p = params_by_region(8, 2);
+	struct win_model *m;
+	struct win_closed *closed = NULL, *c;
+
+	(void)state;
+	p.reference_min = 4;
+	m = model_new(&p);
+	reference(m, 100, "eu", &closed);
+	reference(m, 101, "eu", &closed);
+	reference(m, 102, "eu", &closed);
+	reference(m, 103, "us", &closed);
+	reference(m, 104, "us", &closed);
+	/* "*" holds 5 >= 4, eu 3, us 2. */
+	live(m, 0, "eu", &closed);
+	live(m, 1, "eu", &closed);
+	c = take(&closed, "region=eu", 1);
+	assert_int_equal(c->status, WIN_TESTED);
+	assert_true(c->ref_fallback);
+	assert_string_equal(c->ref->slice, WIN_WHOLE_MODEL);
+	assert_int_equal(c->ref->n, 5);
+	/* "*" froze for its own window of the same records. */
+	assert_false(c->ref_new);
+	win_closed_free(c);
+	c = take(&closed, WIN_WHOLE_MODEL, 1);
+	assert_int_equal(c->status, WIN_TESTED);
+	assert_false(c->ref_fallback);
+	assert_true(c->ref_new);
+	win_closed_free(c);
+	assert_null(closed);
+	win_model_free(m);
+
+	/* No slice has enough. */
+	m = model_new(&p);
+	reference(m, 100, "eu", &closed);
+	reference(m, 101, "eu", &closed);
+	live(m, 0, "eu", &closed);
+	live(m, 1, "eu", &closed);
+	c = take(&closed, "region=eu", 1);
+	assert_int_equal(c->status, WIN_SHORT_REFERENCE);
+	assert_int_equal(c->short_of, 2);
+	assert_null(c->ref);
+	win_closed_free(c);
+	c = take(&closed, WIN_WHOLE_MODEL, 1);
+	assert_int_equal(c->status, WIN_SHORT_REFERENCE);
+	win_closed_free(c);
+	win_model_free(m);
+}
+
+struct expired {
+	char keys[4][32];
+	bool had_ref[4];
+	int n;
+};
+
+static void on_expired(void *arg, const char *slice, const struct win_ref *ref)
+{
+	struct expired *x = arg;
+
+	snprintf(x->keys[x->n], sizeof(x->keys[0]), "%s", slice);
+	x->had_ref[x->n++] = ref != NULL;
+}
+
+/* Idle slices go (never "*"), their open window closes first; the table
+ * still finds the others; a returning slice starts over above every id. */
+static void test_expire(void **state)
+{
+	struct win_params p = params_by_region(2, 3);
+	struct win_model *m = model_new(&p);
+	struct win_closed *closed = NULL, *c;
+	struct expired x = { 0 };
+
+	(void)state;
+	for (unsigned k = 0; k < 5; k++)	/* eu: ref 0,1; window 2,3,4 */
+		live(m, k, "eu", &closed);
+	live(m, 5, "eu", &closed);		/* open window: 5 */
+	live(m, 6, "us", &closed);		/* us: warming up */
+	live(m, 20, "ap", &closed);		/* ap: recent */
+	free_list(closed);
+	closed = NULL;
+	assert_int_equal(win_slice_count(m), 4);
+	/* At 16 ms with 10 ms idle: eu (5 ms) and us (6 ms) go, ap stays. */
+	assert_int_equal(win_expire(m, 16000, 10000, &closed, on_expired, &x), 2);
+	assert_int_equal(x.n, 2);
+	assert_string_equal(x.keys[0], "region=eu");
+	assert_true(x.had_ref[0]);
+	assert_string_equal(x.keys[1], "region=us");
+	assert_false(x.had_ref[1]);
+	c = take(&closed, "region=eu", 2);
+	assert_int_equal(c->status, WIN_SHORT_WINDOW);
+	assert_int_equal(c->n, 1);
+	win_closed_free(c);
+	assert_null(closed);
+	assert_int_equal(win_slice_count(m), 2);
+	assert_null(win_state(m, "region=eu"));
+	assert_non_null(win_state(m, "region=ap"));
+	assert_non_null(win_state(m, WIN_WHOLE_MODEL));
+
+	/* eu returns: a warm-up again, ids above the model's highest. */
+	for (unsigned k = 30; k < 35; k++)
+		live(m, k, "eu", &closed);
+	c = take(&closed, "region=eu", win_max_window_id(m));
+	assert_true(c->window_id > 2);
+	assert_true(c->ref_new);
+	win_closed_free(c);
+	free_list(closed);
+	win_model_free(m);
+}
+
+/* A reset forgets references, open windows, pairs and decision state:
+ * references warm up again and take explicit records again. */
+static void test_reset(void **state)
+{
+	static const unsigned ref2[] = { 10, 11 }, w2[] = { 12, 13 };
+	struct win_params p = params(2, 2);
+	struct win_model *m = model_new(&p);
+	struct win_closed *closed = NULL, *c;
+	struct win_ref *old;
+	size_t dropped;
+
+	(void)state;
+	for (unsigned k = 0; k < 5; k++)
+		live(m, k, NULL, &closed);
+	old = win_ref_get(closed->ref);
+	free_list(closed);
+	closed = NULL;
+	win_state(m, WIN_WHOLE_MODEL)->recent = 5;
+	assert_int_equal(win_reset(m, &dropped), 0);
+	assert_int_equal(dropped, 1);
+	assert_true(win_state(m, WIN_WHOLE_MODEL)->recent == 0);
+	assert_int_equal(win_memory(m), 0);
+	/* The old reference is still whole for a job holding it. */
+	assert_int_equal(old->n, 2);
+	win_ref_put(old);
+	for (unsigned k = 10; k < 14; k++)
+		live(m, k, NULL, &closed);
+	c = take(&closed, WIN_WHOLE_MODEL, 2);
+	check_window(c, w2, 2, ref2, 2, true);
+	win_closed_free(c);
+	win_model_free(m);
+}
+
+/* A restored reference takes a slice's place before it froze (its warm-up
+ * rows go), not after; it creates the slice if needed, within max_slices. */
+static void test_install_reference(void **state)
+{
+	struct win_params p = params_by_region(4, 2);
+	struct win_model *m;
+	struct win_closed *closed = NULL, *c;
+	struct win_ref *r;
+
+	(void)state;
+	/* "*", "region=" (rows without the label) and one more. */
+	p.max_slices = 3;
+	m = model_new(&p);
+	live(m, 0, NULL, &closed);	/* "*" warming up with one row */
+	r = win_ref_new(WIN_WHOLE_MODEL, 3, DIM, 0);
+	assert_non_null(r);
+	r->n = 3;
+	for (unsigned k = 0; k < 3; k++)
+		row(100 + k, r->data + k * DIM);
+	r->id = 77;
+	r->persisted = true;
+	assert_int_equal(win_install_reference(m, r), 0);
+	/* No warm-up now: two rows make a window against the restored set. */
+	live(m, 1, NULL, &closed);
+	live(m, 2, NULL, &closed);
+	c = take(&closed, WIN_WHOLE_MODEL, 1);
+	assert_true(c->ref->id == 77);
+	assert_false(c->ref_new);
+	win_closed_free(c);
+	free_list(closed);
+	closed = NULL;
+	/* In use now: a second one is refused. */
+	r = win_ref_new(WIN_WHOLE_MODEL, 2, DIM, 0);
+	r->n = 2;
+	assert_int_equal(win_install_reference(m, r), -EBUSY);
+	r = win_ref_new("region=eu", 2, DIM, 0);
+	r->n = 2;
+	assert_int_equal(win_install_reference(m, r), 0);
+	assert_int_equal(win_slice_count(m), 3);
+	r = win_ref_new("region=us", 2, DIM, 0);
+	r->n = 2;
+	assert_int_equal(win_install_reference(m, r), -ENOSPC);
+	win_model_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -907,12 +1207,18 @@ int main(void)
 		cmocka_unit_test(test_reference_freezes_on_time_close),
 		cmocka_unit_test(test_reference_to_open_slice_after_whole_froze),
 		cmocka_unit_test(test_reference_to_new_slice_after_whole_froze),
-		cmocka_unit_test(test_close_due_respects_window_min),
+		cmocka_unit_test(test_close_due_short_windows),
 		cmocka_unit_test(test_window_max_caps_time_window),
 		cmocka_unit_test(test_max_slices),
 		cmocka_unit_test(test_window_data_exact_and_bounds),
 		cmocka_unit_test(test_memory_accounting),
 		cmocka_unit_test(test_closed_outlives_model),
+		cmocka_unit_test(test_scores_and_labels),
+		cmocka_unit_test(test_labeled_pairs_sampled),
+		cmocka_unit_test(test_reference_fallback),
+		cmocka_unit_test(test_expire),
+		cmocka_unit_test(test_reset),
+		cmocka_unit_test(test_install_reference),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
