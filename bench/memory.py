@@ -52,7 +52,7 @@ def model_config(slices, size, storage):
     return (f"[model.mem]\ndim = {DIM}\nslice_by = s\n"
             f"reference.size = {size}\nwindow.size = {size}\n"
             f"max_slices = {slices + 1}\ndetectors = centroid\n"
-            + (f"storage = {storage}\n" if storage != "float32" else ""))
+            f"storage = {storage}\n")
 
 
 def write_stream(path, slices, size):

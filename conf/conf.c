@@ -105,6 +105,9 @@ static const struct name_val persist_modes[] = {
     { "raw", CONF_PERSIST_RAW }, { "projected", CONF_PERSIST_PROJECTED },
     { "none", CONF_PERSIST_NONE }, { NULL, 0 },
 };
+static const struct name_val storages[] = {
+    { "float32", CONF_STORAGE_FLOAT32 }, { "float16", CONF_STORAGE_FLOAT16 }, { NULL, 0 },
+};
 static const struct name_val corrections[] = {
     { "bh", CONF_CORR_BH }, { "bonferroni", CONF_CORR_BONFERRONI },
     { "none", CONF_CORR_NONE }, { NULL, 0 },
@@ -240,6 +243,9 @@ static const struct key_def keys[] = {
       .off = M_(reference_size, unsigned), .def = NULL, .min = 2, .max = 10000000,
       .reload = true,
       .doc = "records in the reference sample of each slice" },
+    { .sect = SK_MODEL, .name = "storage", .type = KT_ENUM, .off = M_(storage, unsigned),
+      .def = "float32", .names = storages, .reload = true,
+      .doc = "how reference and window samples are kept: float16 halves their memory" },
     { .sect = SK_MODEL, .name = "window.size", .type = KT_UINT, .off = M_(window_size, unsigned),
       .def = "0", .min = 0, .max = 10000000, .reload = true,
       .doc = "records that close a window; 0 = close by window.interval only" },

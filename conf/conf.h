@@ -21,6 +21,7 @@
 
 enum conf_correction { CONF_CORR_BH, CONF_CORR_BONFERRONI, CONF_CORR_NONE };
 enum conf_persist { CONF_PERSIST_RAW, CONF_PERSIST_PROJECTED, CONF_PERSIST_NONE };
+enum conf_storage { CONF_STORAGE_FLOAT32, CONF_STORAGE_FLOAT16 };
 /* Same order as syslog priorities: a message is logged when its level is <=
  * the configured one. */
 enum conf_log_level { CONF_LOG_ERR, CONF_LOG_WARNING, CONF_LOG_NOTICE, CONF_LOG_INFO, CONF_LOG_DEBUG };
@@ -85,6 +86,7 @@ struct conf_model {
     size_t n_effect_floor_by_test;
     unsigned alarm_k, alarm_m;     /* a slice alarms when k of its last m windows drifted */
     unsigned scores_width;         /* scores per record: 0 none, 1 binary, K classes */
+    enum conf_storage storage;     /* how reference and window rows are kept */
     uint64_t labels_ttl_us;        /* a record waits this long for its label */
     unsigned labels_max_pending;   /* records waiting for a label, per model */
     unsigned calibration_min_labels; /* labeled records a calibration result needs */

@@ -89,6 +89,8 @@ struct eng_job {
 	int cal_rc, ref_cal_rc;
 	struct cal_result cal, ref_cal;
 	float *ref_proj;	/* persist_reference = projected: the copy saved */
+	const float *ref_raw;	/* persist_reference = raw: the rows saved */
+	float *ref_copy;	/* ref_raw widened from float16, owned */
 	struct store_test tests[MAX_TESTS];
 	size_t n_tests;
 	uint64_t closed_us;	/* monotonic, for the close -> commit latency */
@@ -167,12 +169,15 @@ static unsigned window_min_of(const struct conf_model *cfg)
 
 /* ---- jobs on workers ---- */
 
-/* The window as the detectors see it. */
-static struct det_input det_input_of(const struct win_closed *c, uint64_t seed)
+/* The window as the detectors see it, its rows and its reference's as
+ * float32 (win_ref_rows). */
+static struct det_input det_input_of(const struct win_closed *c,
+				     const float *ref, const float *win,
+				     uint64_t seed)
 {
 	return (struct det_input){
-		.ref = c->ref->data, .n = c->ref->n,
-		.win = c->data, .m = c->n,
+		.ref = ref, .n = c->ref->n,
+		.win = win, .m = c->n,
 		.dim = c->dim,
 		.ref_scores = c->ref->scores,
 		.win_scores = c->scores,
@@ -192,12 +197,15 @@ static bool any_projectable(unsigned detectors)
 static void job_run(struct wq_job *w)
 {
 	struct eng_job *j = (struct eng_job *)w;
-	struct det_input in = det_input_of(j->win, j->dp.seed);
-	struct det_projected proj = { .in = in };
-	int proj_rc = 0;
 	uint64_t t0 = mono_us();
+	float *ref_copy, *win_copy;
+	const float *ref = win_ref_rows(j->win->ref, &ref_copy),
+		    *win = win_closed_rows(j->win, &win_copy);
+	struct det_input in = det_input_of(j->win, ref, win, j->dp.seed);
+	struct det_projected proj = { .in = in };
+	int proj_rc = ref && win ? 0 : -ENOMEM;
 
-	if (any_projectable(j->dp.detectors))
+	if (!proj_rc && any_projectable(j->dp.detectors))
 		proj_rc = det_project(&in, &j->dp.s, &proj);
 	for (size_t i = 0; i < DET_COUNT; i++) {
 		const struct det_def *def = &det_registry[i];
@@ -207,6 +215,13 @@ static void job_run(struct wq_job *w)
 		/* calibration has no window run: the label join feeds it */
 		if (!(j->dp.detectors & (1u << i)) || !def->run)
 			continue;
+		if (!ref || !win) {
+			j->rc[i] = -ENOMEM;
+			snprintf(j->why[i], sizeof j->why[i], "%s: out of memory "
+				 "for the float32 copy of float16 samples",
+				 def->name);
+			continue;
+		}
 		if (def->projectable && proj_rc) {
 			j->rc[i] = proj_rc;
 			snprintf(j->why[i], sizeof j->why[i], "%s: projection "
@@ -218,6 +233,8 @@ static void job_run(struct wq_job *w)
 				   sizeof j->why[i]);
 	}
 	det_projected_free(&proj);
+	free(ref_copy);
+	free(win_copy);
 	j->run_us = mono_us() - t0;
 }
 
@@ -231,6 +248,7 @@ static void job_free(struct eng_model *m, struct eng_job *j)
 	else
 		win_recycle(m->win, j->win);
 	free(j->ref_proj);
+	free(j->ref_copy);
 	free(j);
 }
 
@@ -255,15 +273,20 @@ static float *project(const float *x, size_t n, size_t d, size_t k,
 static int project_window(struct win_closed *c)
 {
 	const struct win_ref *r = c->ref;
-	float *out;
+	float *out, *copy;
+	const float *rows;
 
 	if (!r->source_dim)
 		return 0;
-	if (!(out = project(c->data, c->n, c->dim, r->dim, r->proj_seed)))
+	rows = win_closed_rows(c, &copy);
+	out = rows ? project(rows, c->n, c->dim, r->dim, r->proj_seed) : NULL;
+	free(copy);
+	if (!out)
 		return -ENOMEM;
 	free(c->data);
 	c->data = out;
 	c->dim = r->dim;
+	c->format = SMP_FLOAT32;
 	return 0;
 }
 
@@ -319,9 +342,18 @@ static void eval_job_run(struct wq_job *w)
 		return;
 	if (dc->calibration)
 		calibrate_reference(j);
-	if (dc->persist == CONF_PERSIST_PROJECTED && !c->ref->source_dim)
-		j->ref_proj = project(c->ref->data, c->ref->n, c->ref->dim,
-				      dc->projection_dim, PROJECTION_SEED);
+	if (dc->persist == CONF_PERSIST_PROJECTED && !c->ref->source_dim) {
+		float *copy;
+		const float *rows = win_ref_rows(c->ref, &copy);
+
+		j->ref_proj = rows ? project(rows, c->ref->n, c->ref->dim,
+					     dc->projection_dim,
+					     PROJECTION_SEED) : NULL;
+		free(copy);
+	}
+	/* Saved references are float32 whatever the storage. */
+	if (dc->persist == CONF_PERSIST_RAW)
+		j->ref_raw = win_ref_rows(c->ref, &j->ref_copy);
 }
 
 /* ---- decision and store ---- */
@@ -456,7 +488,7 @@ static void put_reference(struct eng *e, const struct eval *ev,
 		.created_us = ref->created_us,
 		.n = ref->n,
 		.dim = projected ? ev->dc.projection_dim : ref->dim,
-		.data = projected ? j->ref_proj : ref->data,
+		.data = projected ? j->ref_proj : j->ref_raw,
 		.persist = mode == CONF_PERSIST_RAW ? STORE_PERSIST_RAW :
 			   projected ? STORE_PERSIST_PROJECTED : STORE_PERSIST_NONE,
 		.explicit_records = ref->explicit_records,
@@ -466,6 +498,12 @@ static void put_reference(struct eng *e, const struct eval *ev,
 		.projection_seed = PROJECTION_SEED,
 	};
 
+	if (mode == CONF_PERSIST_RAW && !j->ref_raw) {
+		log_err("model %s slice %s: reference set %lld not saved: out "
+			"of memory for its float32 copy", r.model, r.slice,
+			(long long)r.id);
+		return;
+	}
 	if (j->ref_cal_rc == 0 && j->ref_cal.n >= ev->dc.min_labels) {
 		r.cal_n = j->ref_cal.n;
 		r.cal_ece = j->ref_cal.ece;
@@ -969,6 +1007,11 @@ static int arm_tick(struct eng_model *m, uint64_t interval_us)
 	return m->tick && event_add(m->tick, &tv) == 0 ? 0 : -ENOMEM;
 }
 
+static enum smp_format format_of(const struct conf_model *cfg)
+{
+	return cfg->storage == CONF_STORAGE_FLOAT16 ? SMP_FLOAT16 : SMP_FLOAT32;
+}
+
 static struct win_params win_params_of(const struct conf_model *cfg)
 {
 	unsigned cap = cfg->window_size;
@@ -987,6 +1030,7 @@ static struct win_params win_params_of(const struct conf_model *cfg)
 		.slice_by = (const char *const *)cfg->slice_by,
 		.n_slice_by = cfg->n_slice_by,
 		.seed = cfg->seed,
+		.format = format_of(cfg),
 	};
 }
 
@@ -1096,7 +1140,8 @@ static bool same_shape(const struct conf_model *a, const struct conf_model *b)
 	size_t i;
 
 	if (a->dim != b->dim || a->reference_size != b->reference_size ||
-	    a->scores_width != b->scores_width || a->n_slice_by != b->n_slice_by)
+	    a->scores_width != b->scores_width || a->storage != b->storage ||
+	    a->n_slice_by != b->n_slice_by)
 		return false;
 	for (i = 0; i < a->n_slice_by; i++)
 		if (strcmp(a->slice_by[i], b->slice_by[i]))
@@ -1445,7 +1490,8 @@ void eng_restore_reference(struct eng *e, const struct store_reference *r)
 	if (!m || !eng_want_reference(e, r))
 		return;
 	n = r->n < m->cfg->reference_size ? r->n : m->cfg->reference_size;
-	if (!(ref = win_ref_new(r->slice, n, r->dim, r->k))) {
+	if (!(ref = win_ref_new(r->slice, n, r->dim, r->k,
+				format_of(m->cfg)))) {
 		log_err("model %s slice %s: out of memory restoring its "
 			"reference", m->name, r->slice);
 		return;
@@ -1459,7 +1505,7 @@ void eng_restore_reference(struct eng *e, const struct store_reference *r)
 		ref->source_dim = r->source_dim;
 		ref->proj_seed = r->projection_seed;
 	}
-	memcpy(ref->data, r->data, (size_t)n * r->dim * sizeof(float));
+	smp_store(ref->format, ref->data, r->data, (size_t)n * r->dim);
 	if (r->k) {
 		memcpy((float *)ref->scores, r->scores,
 		       (size_t)n * r->k * sizeof(float));

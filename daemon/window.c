@@ -51,12 +51,47 @@ struct win_model {
 	unsigned spare_cap[WIN_SPARES], n_spare;
 };
 
+/* Storage of ROWS rows of DIM values kept in F, in whole floats. */
+static size_t row_floats(size_t rows, size_t dim, enum smp_format f)
+{
+	return (rows * dim * smp_width(f) + sizeof(float) - 1) / sizeof(float);
+}
+
+/* Row I of a buffer of DIM-wide rows kept in F. */
+static void *row_at(float *base, size_t i, size_t dim, enum smp_format f)
+{
+	return (char *)base + i * dim * smp_width(f);
+}
+
+static const float *rows_f32(const float *data, size_t n, size_t dim,
+			     enum smp_format f, float **owned)
+{
+	*owned = NULL;
+	if (f == SMP_FLOAT32 || n == 0)
+		return data;
+	if (!(*owned = malloc(n * dim * sizeof(float))))
+		return NULL;
+	smp_load(f, *owned, data, n * dim);
+	return *owned;
+}
+
+const float *win_ref_rows(const struct win_ref *r, float **owned)
+{
+	return rows_f32(r->data, r->n, r->dim, r->format, owned);
+}
+
+const float *win_closed_rows(const struct win_closed *c, float **owned)
+{
+	return rows_f32(c->data, c->n, c->dim, c->format, owned);
+}
+
 /* Rows of data, then scores and (aligned) labels when k > 0, in one
  * block. */
 struct win_ref *win_ref_new(const char *slice, unsigned cap, unsigned dim,
-			    unsigned k)
+			    unsigned k, enum smp_format format)
 {
-	size_t floats = (size_t)cap * dim + (size_t)cap * k;
+	size_t rows = row_floats(cap, dim, format);
+	size_t floats = rows + (size_t)cap * k;
 	size_t labels_at = (sizeof(struct win_ref) + floats * sizeof(float) +
 			    sizeof(int64_t) - 1) & ~(sizeof(int64_t) - 1);
 	struct win_ref *r = malloc(labels_at + (k ? (size_t)cap * sizeof(int64_t) : 0));
@@ -71,8 +106,9 @@ struct win_ref *win_ref_new(const char *slice, unsigned cap, unsigned dim,
 	atomic_init(&r->refs, 1);
 	r->dim = dim;
 	r->k = k;
+	r->format = format;
 	if (k) {
-		r->scores = r->data + (size_t)cap * dim;
+		r->scores = r->data + rows;
 		r->labels = (const int64_t *)((const char *)r + labels_at);
 	}
 	return r;
@@ -109,8 +145,8 @@ void win_recycle(struct win_model *m, struct win_closed *c)
 {
 	if (!c)
 		return;
-	if (c->data && c->dim == m->p.dim && c->cap >= m->p.window_max &&
-	    m->n_spare < WIN_SPARES) {
+	if (c->data && c->dim == m->p.dim && c->format == m->p.format &&
+	    c->cap >= m->p.window_max && m->n_spare < WIN_SPARES) {
 		m->spare_cap[m->n_spare] = c->cap;
 		m->spare[m->n_spare++] = c->data;
 		c->data = NULL;
@@ -127,7 +163,8 @@ static float *window_buffer(struct win_model *m, unsigned *cap)
 		return m->spare[m->n_spare];
 	}
 	*cap = m->p.window_max;
-	return malloc((size_t)m->p.window_max * m->p.dim * sizeof(float));
+	return malloc(row_floats(m->p.window_max, m->p.dim, m->p.format) *
+		      sizeof(float));
 }
 
 static void drop_spares(struct win_model *m)
@@ -272,7 +309,8 @@ static void slice_free(struct win_slice *s)
 
 static struct win_ref *new_build(const struct win_model *m, const char *key)
 {
-	return win_ref_new(key, m->p.reference_size, m->p.dim, m->p.k);
+	return win_ref_new(key, m->p.reference_size, m->p.dim, m->p.k,
+			   m->p.format);
 }
 
 static struct win_slice *slice_add(struct win_model *m, const char *key)
@@ -327,13 +365,13 @@ fail:
 	return NULL;
 }
 
-static int grow_rows(float **buf, size_t rows, size_t width)
+static int grow_rows(float **buf, size_t floats)
 {
 	float *grown;
 
-	if (!*buf || !width)
+	if (!*buf || !floats)
 		return 0;
-	grown = realloc(*buf, rows * width * sizeof(float));
+	grown = realloc(*buf, floats * sizeof(float));
 	if (!grown)
 		return -ENOMEM;
 	*buf = grown;
@@ -351,8 +389,9 @@ int win_model_update(struct win_model *m, const struct win_params *p)
 			size_t rows = p->window_max > s->cur_n ? p->window_max :
 								 s->cur_n;
 
-			if (grow_rows(&s->cur, rows, m->p.dim) < 0 ||
-			    grow_rows(&s->cur_scores, rows, m->p.k) < 0)
+			if (grow_rows(&s->cur, row_floats(rows, m->p.dim,
+							  m->p.format)) < 0 ||
+			    grow_rows(&s->cur_scores, rows * m->p.k) < 0)
 				return -ENOMEM;
 			if (s->cur)
 				s->cur_cap = (unsigned)rows;
@@ -404,7 +443,8 @@ static int64_t *ref_labels(struct win_ref *b)
 static void set_ref_row(const struct win_model *m, struct win_ref *b,
 			size_t j, const struct record *r)
 {
-	memcpy(b->data + j * b->dim, r->embedding, b->dim * sizeof(float));
+	smp_store(b->format, row_at(b->data, j, b->dim, b->format),
+		  r->embedding, b->dim);
 	if (!m->p.k)
 		return;
 	memcpy(ref_scores(b) + j * m->p.k, r->scores, m->p.k * sizeof(float));
@@ -497,6 +537,7 @@ static struct win_closed *close_window(struct win_model *m, struct win_slice *s)
 	c->n = s->cur_n;
 	c->dim = m->p.dim;
 	c->data = s->cur;
+	c->format = m->p.format;
 	c->cap = s->cur_cap;
 	c->scores = s->cur_scores;
 	c->k = m->p.k;
@@ -606,8 +647,8 @@ static enum rec_err add_live(struct win_model *m, struct win_slice *s,
 		return REC_ERR_OVERSIZE;
 	if (s->cur_n == 0)
 		s->cur_start_us = s->cur_end_us = ts;
-	memcpy(s->cur + (size_t)s->cur_n * dim, r->embedding,
-	       dim * sizeof(float));
+	smp_store(m->p.format, row_at(s->cur, s->cur_n, dim, m->p.format),
+		  r->embedding, dim);
 	if (m->p.k)
 		memcpy(s->cur_scores + (size_t)s->cur_n * m->p.k, r->scores,
 		       m->p.k * sizeof(float));
@@ -825,8 +866,9 @@ size_t win_memory(const struct win_model *m)
 		const struct win_ref *r = s->ref ? s->ref : s->ref_build;
 
 		if (r)
-			bytes += r->n * (r->dim * sizeof(float) + pair);
-		bytes += s->cur_n * (m->p.dim + m->p.k) * sizeof(float);
+			bytes += r->n * (r->dim * smp_width(r->format) + pair);
+		bytes += s->cur_n * (m->p.dim * smp_width(m->p.format) +
+				     m->p.k * sizeof(float));
 		bytes += s->cal.n * pair;
 	}
 	return bytes;

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "record.h"
+#include "sample.h"
 
 #define WIN_SLICE_KEY_MAX 512
 #define WIN_WHOLE_MODEL "*"
@@ -40,13 +41,18 @@ struct win_ref {
 	uint64_t proj_seed;
 	bool explicit_records;	/* from role=reference records, not warm-up */
 	bool persisted;		/* already in the database */
-	float data[];		/* n × dim, row-major; scores and labels follow */
+	/* n × dim rows, row-major, kept in `format` (sample.h): float32 as
+	 * declared, or float16 packed into the same storage.  Read them with
+	 * win_ref_rows(), write them with smp_store().  Scores and labels
+	 * follow. */
+	enum smp_format format;
+	float data[];
 };
 
-/* A reference of room for CAP rows, empty (n = 0), one reference held.
- * NULL on allocation failure. */
+/* A reference of room for CAP rows kept in FORMAT, empty (n = 0), one
+ * reference held.  NULL on allocation failure. */
 struct win_ref *win_ref_new(const char *slice, unsigned cap, unsigned dim,
-			    unsigned k);
+			    unsigned k, enum smp_format format);
 struct win_ref *win_ref_get(struct win_ref *r);
 void win_ref_put(struct win_ref *r);
 
@@ -62,6 +68,7 @@ struct win_params {
 	const char *const *slice_by;	/* borrowed for win_model_new only */
 	size_t n_slice_by;
 	uint64_t seed;
+	enum smp_format format;		/* how reference and window rows are kept */
 };
 
 enum win_status {
@@ -77,7 +84,8 @@ struct win_closed {
 	int64_t window_id;
 	int64_t start_us, end_us;	/* min and max record ts */
 	unsigned n, dim;
-	float *data;		/* n × dim, owned; room for cap rows */
+	float *data;		/* n × dim rows in format, owned; room for cap */
+	enum smp_format format;	/* read the rows with win_closed_rows() */
 	unsigned cap;
 	const float *scores;	/* n × k, owned; NULL when k == 0 */
 	unsigned k;
@@ -97,6 +105,13 @@ struct win_closed {
 };
 
 struct win_model;
+
+/* The rows of R or C as float32, for the detectors: the stored rows
+ * themselves when they are kept in float32, else a converted copy that
+ * the caller frees from *OWNED (NULL otherwise).  NULL when that copy
+ * cannot be allocated. */
+const float *win_ref_rows(const struct win_ref *r, float **owned);
+const float *win_closed_rows(const struct win_closed *c, float **owned);
 
 void win_closed_free(struct win_closed *c);
 

@@ -253,6 +253,7 @@ static void test_full_file(void **state)
     assert_int_equal(m->alarm_k, 3);
     assert_int_equal(m->alarm_m, 5);
     assert_int_equal(m->scores_width, 4);
+    assert_int_equal(m->storage, CONF_STORAGE_FLOAT16);
     assert_int_equal(m->labels_ttl_us, 600 * SEC_US);
     assert_int_equal(m->labels_max_pending, 0);
     assert_int_equal(m->calibration_min_labels, 200);
@@ -358,6 +359,7 @@ static void test_defaults(void **state)
     assert_int_equal(m->alarm_k, 1);
     assert_int_equal(m->alarm_m, 1);
     assert_int_equal(m->scores_width, 0);
+    assert_int_equal(m->storage, CONF_STORAGE_FLOAT32);
     assert_int_equal(m->labels_ttl_us, 3600 * SEC_US);
     assert_int_equal(m->labels_max_pending, 100000);
     assert_int_equal(m->calibration_min_labels, 30);
@@ -714,6 +716,8 @@ static void test_enums(void **state)
                "t.ini:2: [daemon] log_level: 'verbose' is not one of: err, warning, notice, info, debug");
     expect_err(BASE "correction = holm\n",
                "t.ini:8: [model.m] correction: 'holm' is not one of: bh, bonferroni, none");
+    expect_err(BASE "storage = bfloat16\n",
+               "t.ini:8: [model.m] storage: 'bfloat16' is not one of: float32, float16");
     expect_err("[store]\npersist_reference = all\ndsn = x\n[model.m]\ndim = 4\nreference.size = 10\n"
                "window.size = 5\ndetectors = mmd\n",
                "t.ini:2: [store] persist_reference: 'all' is not one of: raw, projected, none");

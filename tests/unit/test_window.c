@@ -903,6 +903,88 @@ static void test_closed_outlives_model(void **state)
 	win_ref_put(extra);
 }
 
+/* Rows of DATA, read back from FORMAT, are rows KS[0..n) as that format
+ * keeps them. */
+static void assert_stored_rows(const float *data, enum smp_format format,
+			       const unsigned *ks, size_t n)
+{
+	float x[DIM];
+
+	for (size_t i = 0; i < n; i++) {
+		row(ks[i], x);
+		for (size_t j = 0; j < DIM; j++) {
+			float want = format == SMP_FLOAT16 ?
+					     smp_from_half(smp_to_half(x[j])) :
+					     x[j];
+
+			if (memcmp(&data[i * DIM + j], &want, sizeof(want)))
+				fail_msg("row %zu value %zu: %g, want %g", i, j,
+					 (double)data[i * DIM + j],
+					 (double)want);
+		}
+	}
+}
+
+/* float16 storage keeps the rows rounded to halves, in half the memory;
+ * win_*_rows hands out float32 copies of them (and the rows themselves
+ * with float32 storage); a recycled buffer keeps its format. */
+static void test_float16_storage(void **state)
+{
+	static const unsigned ref[] = { 0, 1 }, w1[] = { 2, 3, 4 },
+			      w2[] = { 5, 6, 7 };
+	struct win_params p = params(2, 3);
+	struct win_model *m;
+	struct win_closed *closed = NULL, *c;
+	float *copy;
+	const float *rows;
+
+	(void)state;
+	p.format = SMP_FLOAT16;
+	m = model_new(&p);
+	live(m, 0, NULL, &closed);
+	live(m, 1, NULL, &closed);
+	live(m, 2, NULL, &closed);
+	assert_int_equal(win_memory(m), 3 * DIM * sizeof(uint16_t));
+	live(m, 3, NULL, &closed);
+	live(m, 4, NULL, &closed);
+	c = take(&closed, WIN_WHOLE_MODEL, 1);
+	assert_int_equal(c->format, SMP_FLOAT16);
+	assert_int_equal(c->ref->format, SMP_FLOAT16);
+	rows = win_closed_rows(c, &copy);
+	assert_non_null(copy);
+	assert_ptr_equal(rows, copy);
+	assert_stored_rows(rows, SMP_FLOAT16, w1, 3);
+	/* Really rounded: -0.003 is no half. */
+	assert_true(rows[2 * DIM + 2] != -(float)4 * 1e-3f);
+	free(copy);
+	rows = win_ref_rows(c->ref, &copy);
+	assert_non_null(copy);
+	assert_stored_rows(rows, SMP_FLOAT16, ref, 2);
+	free(copy);
+	win_recycle(m, c);
+	for (unsigned k = 5; k < 8; k++)
+		live(m, k, NULL, &closed);
+	c = take(&closed, WIN_WHOLE_MODEL, 2);
+	rows = win_closed_rows(c, &copy);
+	assert_stored_rows(rows, SMP_FLOAT16, w2, 3);
+	free(copy);
+	win_closed_free(c);
+	win_model_free(m);
+
+	p.format = SMP_FLOAT32;
+	m = model_new(&p);
+	for (unsigned k = 0; k < 5; k++)
+		live(m, k, NULL, &closed);
+	rows = win_closed_rows(closed, &copy);
+	assert_null(copy);
+	assert_ptr_equal(rows, closed->data);
+	assert_stored_rows(rows, SMP_FLOAT32, w1, 3);
+	assert_ptr_equal(win_ref_rows(closed->ref, &copy), closed->ref->data);
+	assert_null(copy);
+	free_list(closed);
+	win_model_free(m);
+}
+
 /* ---- scores, labels, fallback, lifecycle ---- */
 
 /* Row K with one score k/100 and, when LABEL >= 0, an inline label. */
@@ -1156,7 +1238,7 @@ static void test_install_reference(void **state)
 	p.max_slices = 3;
 	m = model_new(&p);
 	live(m, 0, NULL, &closed);	/* "*" warming up with one row */
-	r = win_ref_new(WIN_WHOLE_MODEL, 3, DIM, 0);
+	r = win_ref_new(WIN_WHOLE_MODEL, 3, DIM, 0, SMP_FLOAT32);
 	assert_non_null(r);
 	r->n = 3;
 	for (unsigned k = 0; k < 3; k++)
@@ -1174,14 +1256,14 @@ static void test_install_reference(void **state)
 	free_list(closed);
 	closed = NULL;
 	/* In use now: a second one is refused. */
-	r = win_ref_new(WIN_WHOLE_MODEL, 2, DIM, 0);
+	r = win_ref_new(WIN_WHOLE_MODEL, 2, DIM, 0, SMP_FLOAT32);
 	r->n = 2;
 	assert_int_equal(win_install_reference(m, r), -EBUSY);
-	r = win_ref_new("region=eu", 2, DIM, 0);
+	r = win_ref_new("region=eu", 2, DIM, 0, SMP_FLOAT32);
 	r->n = 2;
 	assert_int_equal(win_install_reference(m, r), 0);
 	assert_int_equal(win_slice_count(m), 3);
-	r = win_ref_new("region=us", 2, DIM, 0);
+	r = win_ref_new("region=us", 2, DIM, 0, SMP_FLOAT32);
 	r->n = 2;
 	assert_int_equal(win_install_reference(m, r), -ENOSPC);
 	win_model_free(m);
@@ -1219,6 +1301,7 @@ int main(void)
 		cmocka_unit_test(test_expire),
 		cmocka_unit_test(test_reset),
 		cmocka_unit_test(test_install_reference),
+		cmocka_unit_test(test_float16_storage),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
