@@ -191,7 +191,7 @@ def free_tcp_port():
         return s.getsockname()[1]
 
 
-def run(build, quick=False, rounds=2, dims=DIMS, transports=TRANSPORTS,
+def run(build, quick=False, rounds=3, dims=DIMS, transports=TRANSPORTS,
         clients=CLIENTS, only=None, log=sys.stderr):
     """Runs the matrix; returns {"cells": [...], ...} (see --json)."""
     build = os.path.abspath(build)
@@ -202,7 +202,7 @@ def run(build, quick=False, rounds=2, dims=DIMS, transports=TRANSPORTS,
 
     # Bytes per measurement: about a second of work each at this
     # machine's rates; --quick is a smoke run.
-    bin_mb, nd_mb = (16, 4) if quick else (256, 40)
+    bin_mb, nd_mb = (16, 4) if quick else (256, 120)
     rounds = 1 if quick else rounds
     cells = []
     with tempfile.TemporaryDirectory(prefix="driftd-ingest-") as tmp, \
@@ -286,7 +286,7 @@ def main():
         "DRIFTD_BUILD_ROOT", os.path.join(ROOT, "build")))
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--quick", action="store_true", help="smoke run")
-    ap.add_argument("--rounds", type=int, default=2,
+    ap.add_argument("--rounds", type=int, default=3,
                     help="alternations per cell; the best of each counts")
     ap.add_argument("--dims", type=int, nargs="+", default=DIMS)
     ap.add_argument("--transports", nargs="+", choices=TRANSPORTS,
