@@ -11,6 +11,14 @@
 #include "conf.h"
 #include "hookev.h"
 
+static bool has_4byte(const char *s)
+{
+	for (; *s; s++)
+		if (((unsigned char)*s & 0xF8) == 0xF0)
+			return true;
+	return false;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct conf *conf;
@@ -78,8 +86,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    !(slices = json_object_array_get_idx(slices, 0)) ||
 	    !json_object_object_get_ex(slices, "slice", &name))
 		abort();
-	/* Valid UTF-8 comes back exactly through the \u escapes. */
-	if (valid_utf8((const unsigned char *)s) && strcmp(json_object_get_string(name), s) != 0)
+	/* Valid UTF-8 comes back exactly through the \u escapes.  Only for
+	 * the BMP: json-c 0.16 decodes some surrogate pairs (e.g. U+1DB18 as
+	 * \ud836\udf18, which hookev writes correctly) to U+FFFD. */
+	if (valid_utf8((const unsigned char *)s) && !has_4byte(s) &&
+	    strcmp(json_object_get_string(name), s) != 0)
 		abort();
 	json_object_put(o);
 	hookev_batch_free(b);
