@@ -6,7 +6,9 @@
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
+#include <stdatomic.h>
 #define SMP_X86 1
 #endif
 
@@ -120,10 +122,25 @@ load_f16c(float *dst, const uint16_t *src, size_t n)
 	load_portable(dst + i, src + i, n - i);
 }
 
-/* libgcc fills the CPU model before main: this is a load and a test. */
+/* F16C and AVX, with the AVX registers enabled by the kernel (XCR0).
+ * CPUID is slow (a VM exit under a hypervisor): asked once. */
 static bool have_f16c(void)
 {
-	return __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+	static atomic_int known;	/* 0 unknown, 1 no, 2 yes */
+	unsigned a, b, c, d, lo, hi;
+	int k = atomic_load_explicit(&known, memory_order_relaxed);
+
+	if (k)
+		return k == 2;
+	k = 1;
+	if (__get_cpuid(1, &a, &b, &c, &d) && (c & bit_OSXSAVE) &&
+	    (c & bit_AVX) && (c & bit_F16C)) {
+		__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+		if ((lo & 6) == 6)	/* XMM and YMM state */
+			k = 2;
+	}
+	atomic_store_explicit(&known, k, memory_order_relaxed);
+	return k == 2;
 }
 #endif
 
