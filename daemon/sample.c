@@ -2,13 +2,13 @@
 #include "sample.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #include <immintrin.h>
-#include <stdatomic.h>
 #define SMP_X86 1
 #endif
 
@@ -122,25 +122,30 @@ load_f16c(float *dst, const uint16_t *src, size_t n)
 	load_portable(dst + i, src + i, n - i);
 }
 
-/* F16C and AVX, with the AVX registers enabled by the kernel (XCR0).
- * CPUID is slow (a VM exit under a hypervisor): asked once. */
+/* CPUID leaf 1 says F16C and AVX, and XGETBV that the OS saves the YMM
+ * registers.  (clang 14's __builtin_cpu_supports does not know "f16c".)
+ * The answer never changes, so it is looked up once. */
+static bool probe_f16c(void)
+{
+	unsigned a, b, c, d, lo, hi;
+
+	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_F16C) ||
+	    !(c & bit_AVX) || !(c & bit_OSXSAVE))
+		return false;
+	__asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+	return (lo & 6) == 6;
+}
+
 static bool have_f16c(void)
 {
-	static atomic_int known;	/* 0 unknown, 1 no, 2 yes */
-	unsigned a, b, c, d, lo, hi;
-	int k = atomic_load_explicit(&known, memory_order_relaxed);
+	static _Atomic int known = -1;
+	int v = atomic_load_explicit(&known, memory_order_relaxed);
 
-	if (k)
-		return k == 2;
-	k = 1;
-	if (__get_cpuid(1, &a, &b, &c, &d) && (c & bit_OSXSAVE) &&
-	    (c & bit_AVX) && (c & bit_F16C)) {
-		__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-		if ((lo & 6) == 6)	/* XMM and YMM state */
-			k = 2;
+	if (v < 0) {
+		v = probe_f16c();
+		atomic_store_explicit(&known, v, memory_order_relaxed);
 	}
-	atomic_store_explicit(&known, k, memory_order_relaxed);
-	return k == 2;
+	return v;
 }
 #endif
 
