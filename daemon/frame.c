@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -535,7 +536,10 @@ bool frm_next(struct frm_decoder *d, struct frm_item *it, char *msg,
 
 	if (d->index >= d->count)
 		return false;
-	memset(it, 0, sizeof(*it));
+	/* Not the label slots: readers stop at n_labels, and clearing all
+	 * sixteen was most of this function in the ingest profile. */
+	memset(it, 0, offsetof(struct frm_item, rec) +
+			      offsetof(struct record, labels));
 	it->first = d->index;
 	it->span = 1;
 	if (!u32(&c, &len) || !take(&c, len, &b)) {

@@ -531,13 +531,23 @@ static bool fast_strtod(const char *s, size_t n, double *out)
 	return true;
 }
 
-/* Digits from P, at most up to END; returns the count. */
-static size_t digit_run(const char *p, const char *end)
+static const uint64_t pow10_u64[] = {
+	1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000,
+	1000000000, 10000000000, 100000000000, 1000000000000, 10000000000000,
+	100000000000000, 1000000000000000, 10000000000000000,
+	100000000000000000, 1000000000000000000,
+};
+
+/* Digits from P, at most up to END: returns the count, and their value in
+ * *V (meaningful up to 19 digits), read in the same pass. */
+static size_t digit_run(const char *p, const char *end, uint64_t *v)
 {
 	const char *q = p;
+	uint64_t acc = 0;
 
 	while (q < end && is_digit(*q))
-		q++;
+		acc = acc * 10 + (uint64_t)(*q++ - '0');
+	*v = acc;
 	return (size_t)(q - p);
 }
 
@@ -547,9 +557,9 @@ static size_t digit_run(const char *p, const char *end)
  * divide is correctly rounded, so it equals strtod (Clinger). */
 static bool fast_number(struct fast *f, double *out, bool *integral)
 {
-	const char *p, *start, *ip, *fp = NULL, *end = f->end;
-	size_t in, fn = 0, i;
-	uint64_t m = 0;
+	const char *p, *start, *ip, *end = f->end;
+	size_t in, fn = 0;
+	uint64_t m = 0, iv, fv = 0;
 	int exp10, e = 0, esign = 1;
 	bool neg;
 
@@ -557,15 +567,15 @@ static bool fast_number(struct fast *f, double *out, bool *integral)
 	p = start = f->p;
 	neg = p < end && *p == '-';
 	ip = p += neg;
-	in = digit_run(p, end);
+	in = digit_run(p, end, &iv);
 	if (in == 0 || (in > 1 && *ip == '0'))
 		return false;
 	p += in;
 	*integral = true;
 	if (p < end && *p == '.') {
 		*integral = false;
-		fp = ++p;
-		if ((fn = digit_run(p, end)) == 0)
+		++p;
+		if ((fn = digit_run(p, end, &fv)) == 0)
 			return false;
 		p += fn;
 	}
@@ -584,10 +594,8 @@ static bool fast_number(struct fast *f, double *out, bool *integral)
 	if (in + fn > 19)
 		return !*integral &&
 		       fast_strtod(start, (size_t)(p - start), out);
-	for (i = 0; i < in; i++)
-		m = m * 10 + (uint64_t)(ip[i] - '0');
-	for (i = 0; i < fn; i++)
-		m = m * 10 + (uint64_t)(fp[i] - '0');
+	/* At most 19 digits: m < 10^19 fits. */
+	m = iv * pow10_u64[fn] + fv;
 	if (*integral) {
 		/* Beyond 18 digits json-c leaves int64; "-0" is its int 0. */
 		if (in > 18 || (neg && m == 0))
