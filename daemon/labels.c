@@ -76,9 +76,14 @@ static void remove_at(struct lbl *l, struct entry **pp)
 	free(e);
 }
 
+/* E is in the map, so the walk to the link that points at it ends. */
 static void remove_entry(struct lbl *l, struct entry *e)
 {
-	remove_at(l, find(l, e->id, e->hash));
+	struct entry **pp = &l->buckets[e->hash & (l->n_buckets - 1)];
+
+	while (*pp != e)
+		pp = &(*pp)->hnext;
+	remove_at(l, pp);
 }
 
 static void grow(struct lbl *l)
