@@ -8,8 +8,26 @@
 
 static void ph_restart(struct stream_ph *s)
 {
-	s->n = 0;
-	s->mean = s->up = s->up_min = s->down = s->down_max = 0.0;
+	s->n = s->up_min_n = s->down_max_n = 0;
+	s->mean = s->sum = s->up = s->up_min = s->down = s->down_max = 0.0;
+	s->up_min_sum = s->down_max_sum = 0.0;
+}
+
+/* The alarm in the direction DIR: statistic STAT, extreme reached after
+ * AT values summing to AT_SUM. */
+static void ph_record(struct stream_ph *s, enum stream_dir dir, double stat,
+		      uint64_t at, double at_sum)
+{
+	uint64_t rest = s->n - at;
+
+	s->last = (struct stream_ph_alarm){
+		.dir = dir,
+		.n = s->n,
+		.statistic = stat,
+		.change_at = at,
+		.mean_before = at ? at_sum / (double)at : NAN,
+		.mean_after = rest ? (s->sum - at_sum) / (double)rest : NAN,
+	};
 }
 
 bool stream_ph_init(struct stream_ph *s, const struct stream_ph_params *p)
@@ -29,6 +47,7 @@ bool stream_ph_init(struct stream_ph *s, const struct stream_ph_params *p)
 	if (!(q.delta >= 0.0) || !(q.threshold > 0.0) || !(q.forget > 0.0) ||
 	    q.forget > 1.0 || (q.dir & ~STREAM_BOTH))
 		return false;
+	memset(s, 0, sizeof *s);
 	s->p = q;
 	ph_restart(s);
 	return true;
@@ -36,26 +55,39 @@ bool stream_ph_init(struct stream_ph *s, const struct stream_ph_params *p)
 
 bool stream_ph_update(struct stream_ph *s, double x)
 {
-	double dev;
-	bool alarm;
+	double dev, up_stat, down_stat;
 
 	if (!isfinite(x))
 		return false;
 	s->n++;
+	s->sum += x;
 	s->mean += (x - s->mean) / (double)s->n;
 	dev = x - s->mean;
 	s->up = s->p.forget * s->up + (dev - s->p.delta);
 	s->down = s->p.forget * s->down + (dev + s->p.delta);
-	s->up_min = fmin(s->up_min, s->up);
-	s->down_max = fmax(s->down_max, s->down);
+	if (s->up < s->up_min) {
+		s->up_min = s->up;
+		s->up_min_n = s->n;
+		s->up_min_sum = s->sum;
+	}
+	if (s->down > s->down_max) {
+		s->down_max = s->down;
+		s->down_max_n = s->n;
+		s->down_max_sum = s->sum;
+	}
 	if (s->n < s->p.min_samples)
 		return false;
-	alarm = ((s->p.dir & STREAM_UP) && s->up - s->up_min > s->p.threshold) ||
-		((s->p.dir & STREAM_DOWN) &&
-		 s->down_max - s->down > s->p.threshold);
-	if (alarm)
-		ph_restart(s);
-	return alarm;
+	up_stat = s->up - s->up_min;
+	down_stat = s->down_max - s->down;
+	if ((s->p.dir & STREAM_UP) && up_stat > s->p.threshold)
+		ph_record(s, STREAM_UP, up_stat, s->up_min_n, s->up_min_sum);
+	else if ((s->p.dir & STREAM_DOWN) && down_stat > s->p.threshold)
+		ph_record(s, STREAM_DOWN, down_stat, s->down_max_n,
+			  s->down_max_sum);
+	else
+		return false;
+	ph_restart(s);
+	return true;
 }
 
 /* ---- ADWIN ---- */
@@ -189,9 +221,25 @@ static bool find_cut(const struct stream_adwin *a)
 	return false;
 }
 
+/* The values dropped since the window held WIDTH values summing to
+ * TOTAL, and those kept. */
+static void adwin_record(struct stream_adwin *a, uint64_t width, double total)
+{
+	uint64_t dropped = width - a->width;
+
+	a->last = (struct stream_adwin_change){
+		.n_before = dropped,
+		.n_after = a->width,
+		.mean_before = (total - a->total) / (double)dropped,
+		.mean_after = stream_adwin_mean(a),
+	};
+}
+
 bool stream_adwin_update(struct stream_adwin *a, double x)
 {
 	bool changed = false;
+	uint64_t width;
+	double total;
 
 	if (!isfinite(x))
 		return false;
@@ -199,11 +247,16 @@ bool stream_adwin_update(struct stream_adwin *a, double x)
 	if (++a->since_check < a->p.clock)
 		return false;
 	a->since_check = 0;
+	width = a->width;
+	total = a->total;
 	while (a->width >= 2 * (uint64_t)a->p.min_window && find_cut(a)) {
 		drop_oldest(a);
 		changed = true;
 	}
-	a->changes += changed;
+	if (changed) {
+		a->changes++;
+		adwin_record(a, width, total);
+	}
 	return changed;
 }
 

@@ -10,7 +10,9 @@
  *   up_t = α·up_{t-1} + (x_t - x̄_t - δ),   alarm when up_t - min up > λ
  *   down_t = α·down_{t-1} + (x_t - x̄_t + δ), alarm when max down - down_t > λ
  * (α = 1 is the classic test; α < 1 forgets old deviations). No alarm
- * before min_samples values. After an alarm the state starts over.
+ * before min_samples values. After an alarm the state starts over; what
+ * the alarm saw stays in `last`, with the change point estimated where
+ * the statistic that fired had its extreme (the CUSUM estimate).
  *
  * ADWIN (prefix stream_adwin_; Bifet & Gavaldà 2007, ADWIN2): keeps a
  * window of the recent values in an exponential histogram (at most
@@ -19,7 +21,8 @@
  * while some split W = W0·W1, both parts at least min_window long, has
  *   |mean(W0) - mean(W1)| >= sqrt(2/h · σ²_W · ln(2/δ')) + 2/(3h)·ln(2/δ'),
  * h = 1/(1/n0 + 1/n1), δ' = δ/|W|, σ²_W the window's variance. A drop is
- * a detected change; the window then describes the new regime. */
+ * a detected change; the window then describes the new regime, and
+ * `last` keeps the sizes and means of the part dropped and the part kept. */
 #ifndef DRIFTD_STREAM_H
 #define DRIFTD_STREAM_H
 
@@ -39,11 +42,24 @@ struct stream_ph_params {
 	enum stream_dir dir;   /* 0 = STREAM_BOTH */
 };
 
+/* What the last alarm saw, before the restart. */
+struct stream_ph_alarm {
+	enum stream_dir dir;		/* the test that fired */
+	uint64_t n;			/* values since the previous restart */
+	double statistic;		/* up - min up, or max down - down */
+	uint64_t change_at;		/* values before the estimated change */
+	double mean_before, mean_after;	/* of either side; NaN when empty */
+};
+
 struct stream_ph {
 	struct stream_ph_params p;
 	uint64_t n;
-	double mean;
+	double mean, sum;
 	double up, up_min, down, down_max;
+	/* n and sum when up_min and down_max were reached */
+	uint64_t up_min_n, down_max_n;
+	double up_min_sum, down_max_sum;
+	struct stream_ph_alarm last;
 };
 
 /* Returns false for invalid parameters (threshold or delta < 0, forget
@@ -71,6 +87,12 @@ struct stream_adwin_bucket {
 	double variance; /* sum of squared deviations from their mean */
 };
 
+/* The last change: the values dropped and those kept. */
+struct stream_adwin_change {
+	uint64_t n_before, n_after;
+	double mean_before, mean_after;
+};
+
 struct stream_adwin {
 	struct stream_adwin_params p;
 	/* row i holds buckets of 2^i values, oldest first */
@@ -82,6 +104,7 @@ struct stream_adwin {
 	double total, variance;
 	uint64_t since_check;
 	uint64_t changes;      /* detections so far */
+	struct stream_adwin_change last;
 };
 
 /* Returns false for invalid parameters (delta outside (0, 1),

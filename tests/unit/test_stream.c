@@ -86,6 +86,50 @@ static void test_ph_directions(void **state)
 	assert_true(alarm_down);
 }
 
+/* A step from 0 to 1 after 200 values: the statistic is lowest right
+ * before the step, so the alarm puts the change there, with the exact
+ * means on either side; the state then starts over. */
+static void test_ph_alarm_record(void **state)
+{
+	struct stream_ph_params p = { .threshold = 5.0, .forget = 1.0 };
+	struct stream_ph s;
+	uint64_t t;
+
+	assert_true(stream_ph_init(&s, &p));
+	for (t = 0; t < 200; t++)
+		assert_false(stream_ph_update(&s, 0.0));
+	for (t = 0; t < 1000 && !stream_ph_update(&s, 1.0); t++)
+		;
+	assert_true(t < 1000);
+	assert_int_equal(s.last.dir, STREAM_UP);
+	assert_int_equal(s.last.n, 200 + t + 1);
+	assert_int_equal(s.last.change_at, 200);
+	assert_true(s.last.statistic > 5.0);
+	assert_true(s.last.mean_before == 0.0 && s.last.mean_after == 1.0);
+	assert_int_equal(s.n, 0);
+
+	/* A drop fires the other test. */
+	p = (struct stream_ph_params){ .threshold = 1.0, .min_samples = 1,
+				       .forget = 1.0, .dir = STREAM_DOWN };
+	assert_true(stream_ph_init(&s, &p));
+	for (t = 0; t < 100 && !stream_ph_update(&s, t < 20 ? 1.0 : -1.0); t++)
+		;
+	assert_true(t < 100);
+	assert_int_equal(s.last.dir, STREAM_DOWN);
+	assert_int_equal(s.last.change_at, 20);
+	assert_true(s.last.mean_before == 1.0 && s.last.mean_after == -1.0);
+	/* A jump at the second value: one value on either side. */
+	p.dir = STREAM_BOTH;
+	assert_true(stream_ph_init(&s, &p));
+	assert_false(stream_ph_update(&s, 1.0));
+	assert_true(stream_ph_update(&s, 30.0));
+	assert_int_equal(s.last.dir, STREAM_UP);
+	assert_int_equal(s.last.change_at, 1);
+	assert_true(s.last.mean_before == 1.0 && s.last.mean_after == 30.0);
+	/* up: -δ, then -δ + (30 - 15.5) - δ; its minimum was -δ */
+	assert_close(s.last.statistic, 14.5 - 0.005, 1e-12, 0.0);
+}
+
 static void test_adwin_params(void **state)
 {
 	struct stream_adwin a;
@@ -159,6 +203,12 @@ static void test_adwin_change(void **state)
 				break;
 		assert_true(t < 5000);
 		delays += t;
+		/* The part dropped is the old regime, the part kept newer. */
+		assert_true(a.last.n_after == stream_adwin_width(&a));
+		assert_true(a.last.n_before + a.last.n_after <= 10000 + t + 1);
+		assert_true(a.last.n_before >= a.p.min_window);
+		assert_close(a.last.mean_before, 0.2, 0.0, 0.05);
+		assert_true(a.last.mean_after > a.last.mean_before);
 		for (size_t k = 0; k < 2000; k++)
 			stream_adwin_update(&a, bernoulli(&r, 0.5));
 		assert_true(stream_adwin_width(&a) < 4000);
@@ -176,6 +226,7 @@ int main(void)
 		cmocka_unit_test(test_ph_params),
 		cmocka_unit_test(test_ph_detects_rise),
 		cmocka_unit_test(test_ph_directions),
+		cmocka_unit_test(test_ph_alarm_record),
 		cmocka_unit_test(test_adwin_params),
 		cmocka_unit_test(test_adwin_summary),
 		cmocka_unit_test(test_adwin_change),
