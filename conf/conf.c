@@ -88,6 +88,7 @@ struct key_def {
 
 /* Enum fields are written through an unsigned pointer. */
 _Static_assert(sizeof(enum conf_log_level) == sizeof(unsigned), "enum size");
+_Static_assert(sizeof(enum conf_direction) == sizeof(unsigned), "enum size");
 
 /* offsetof that also has the compiler compare the field's type with the
  * storage type written in the entry (see enum key_type), so a table entry
@@ -120,7 +121,17 @@ static const struct name_val detector_names[] = {
 };
 static const struct name_val event_names[] = {
     { "drift.detected", CONF_EV_DRIFT }, { "calibration.degraded", CONF_EV_CALIBRATION },
-    { "embedding.collapse", CONF_EV_COLLAPSE }, { NULL, 0 },
+    { "embedding.collapse", CONF_EV_COLLAPSE }, { "stream.alarm", CONF_EV_STREAM },
+    { NULL, 0 },
+};
+static const struct name_val stream_detector_names[] = {
+    { "page_hinkley", CONF_STREAM_PH }, { "adwin", CONF_STREAM_ADWIN }, { NULL, 0 },
+};
+static const struct name_val signal_names[] = {
+    { "score", CONF_SIGNAL_SCORE }, { "error", CONF_SIGNAL_ERROR }, { NULL, 0 },
+};
+static const struct name_val directions[] = {
+    { "both", CONF_DIR_BOTH }, { "up", CONF_DIR_UP }, { "down", CONF_DIR_DOWN }, { NULL, 0 },
 };
 static const struct name_val address_ranges[] = {
     { "loopback", CONF_ALLOW_LOOPBACK }, { "private", CONF_ALLOW_PRIVATE },
@@ -392,6 +403,55 @@ static const struct key_def keys[] = {
     { .sect = SK_MODEL, .name = "on_drift", .type = KT_STRING, .off = M_(on_drift, char *),
       .def = "", .min = 0, .max = CONF_NAME_MAX, .check = check_name, .reload = true,
       .doc = "webhook section called when the model drifts; empty = none" },
+    { .sect = SK_MODEL, .name = "stream.detectors", .type = KT_FLAGS,
+      .off = M_(stream_detectors, unsigned), .def = "", .min = 0, .names = stream_detector_names,
+      .reload = true,
+      .doc = "streaming detectors on per-record signals, alarms between windows; empty = off" },
+    { .sect = SK_MODEL, .name = "stream.signals", .type = KT_FLAGS,
+      .off = M_(stream_signals, unsigned), .def = "score, error", .min = 1, .names = signal_names,
+      .reload = true,
+      .doc = "per-record signals the streaming detectors watch (error: once the label is known)" },
+    { .sect = SK_MODEL, .name = "stream.ph.delta", .type = KT_DOUBLE,
+      .off = M_(stream_ph_delta, double), .def = "0.005", .dmin = 0, .dmax = HUGE_VAL,
+      .dmin_open = true, .dmax_open = true, .reload = true,
+      .doc = "Page-Hinkley: change of the signal's mean tolerated without an alarm" },
+    { .sect = SK_MODEL, .name = "stream.ph.threshold", .type = KT_DOUBLE,
+      .off = M_(stream_ph_threshold, double), .def = "50", .dmin = 0, .dmax = HUGE_VAL,
+      .dmin_open = true, .dmax_open = true, .reload = true,
+      .doc = "Page-Hinkley: cumulative deviation (lambda) that raises an alarm" },
+    { .sect = SK_MODEL, .name = "stream.ph.min_samples", .type = KT_UINT,
+      .off = M_(stream_ph_min_samples, unsigned), .def = "30", .min = 1, .max = 100000000,
+      .reload = true,
+      .doc = "Page-Hinkley: values after a (re)start before an alarm can be raised" },
+    { .sect = SK_MODEL, .name = "stream.ph.forget", .type = KT_DOUBLE,
+      .off = M_(stream_ph_forget, double), .def = "0.9999", .dmin = 0, .dmax = 1,
+      .dmin_open = true, .reload = true,
+      .doc = "Page-Hinkley: fading factor of old deviations; 1 = the classic test" },
+    { .sect = SK_MODEL, .name = "stream.ph.direction", .type = KT_ENUM,
+      .off = M_(stream_ph_direction, unsigned), .def = "both", .names = directions,
+      .reload = true,
+      .doc = "Page-Hinkley: changes of the mean reported" },
+    { .sect = SK_MODEL, .name = "stream.adwin.delta", .type = KT_DOUBLE,
+      .off = M_(stream_adwin_delta, double), .def = "0.002", .dmin = 0, .dmax = 1,
+      .dmin_open = true, .dmax_open = true, .reload = true,
+      .doc = "ADWIN: confidence of a cut; smaller = fewer false alarms, slower detection" },
+    { .sect = SK_MODEL, .name = "stream.adwin.clock", .type = KT_UINT,
+      .off = M_(stream_adwin_clock, unsigned), .def = "32", .min = 1, .max = 1000000,
+      .reload = true,
+      .doc = "ADWIN: values between two checks for a cut" },
+    { .sect = SK_MODEL, .name = "stream.adwin.max_buckets", .type = KT_UINT,
+      .off = M_(stream_adwin_max_buckets, unsigned), .def = "5", .min = 2, .max = 16,
+      .reload = true,
+      .doc = "ADWIN: buckets kept per size; more = finer cut points, more work" },
+    { .sect = SK_MODEL, .name = "stream.adwin.min_window", .type = KT_UINT,
+      .off = M_(stream_adwin_min_window, unsigned), .def = "5", .min = 1, .max = 1000000,
+      .reload = true,
+      .doc = "ADWIN: values each side of a cut holds at least" },
+    { .sect = SK_MODEL, .name = "stream.alarm_interval", .type = KT_DURATION,
+      .off = M_(stream_alarm_interval_us, uint64_t), .def = "1m", .min = 0, .max = 30 * DAY,
+      .reload = true,
+      .doc = "shortest time between two alarms recorded for one detector, signal and slice; "
+             "sooner ones are only counted" },
 
     /* [webhook.NAME] */
     { .sect = SK_WEBHOOK, .name = "url", .type = KT_STRING, .off = W_(url, char *),
@@ -423,7 +483,7 @@ static const struct key_def keys[] = {
       .reload = true,
       .doc = "longest delay between two attempts (a Retry-After header may ask for more)" },
     { .sect = SK_WEBHOOK, .name = "events", .type = KT_FLAGS, .off = W_(events, unsigned),
-      .def = "drift.detected, calibration.degraded, embedding.collapse", .min = 1,
+      .def = "drift.detected, calibration.degraded, embedding.collapse, stream.alarm", .min = 1,
       .names = event_names, .reload = true,
       .doc = "event types sent to this endpoint, comma separated" },
     { .sect = SK_WEBHOOK, .name = "allow_addresses", .type = KT_FLAGS,
@@ -1369,6 +1429,16 @@ static void check_model_sizes(struct parse *p, const struct sect *s, const struc
                   m->alarm_k, m->alarm_m);
 }
 
+/* Both signals come from the predicted scores. */
+static void check_model_stream(struct parse *p, const struct sect *s, const struct conf_model *m)
+{
+    size_t detectors = key_index(SK_MODEL, "stream.detectors");
+
+    if (m->stream_detectors && !m->scores_width)
+        key_error(p, s, cite(s, detectors), "stream.detectors",
+                  "the streaming detectors watch predicted scores: set scores.width");
+}
+
 static void check_model(struct parse *p, const struct sect *s)
 {
     const struct conf_model *m = &p->c->models[s->index];
@@ -1383,6 +1453,7 @@ static void check_model(struct parse *p, const struct sect *s)
     if (m->on_drift && !conf_webhook_find(p->c, m->on_drift))
         key_error(p, s, cite(s, on_drift), "on_drift", "no [webhook.%s] section", m->on_drift);
     check_model_sizes(p, s, m);
+    check_model_stream(p, s, m);
 }
 
 static void check_webhook(struct parse *p, const struct sect *s)

@@ -40,6 +40,16 @@ enum conf_log_level { CONF_LOG_ERR, CONF_LOG_WARNING, CONF_LOG_NOTICE, CONF_LOG_
 #define CONF_EV_DRIFT        (1u << 0) /* drift.detected */
 #define CONF_EV_CALIBRATION  (1u << 1) /* calibration.degraded */
 #define CONF_EV_COLLAPSE     (1u << 2) /* embedding.collapse */
+#define CONF_EV_STREAM       (1u << 3) /* stream.alarm */
+
+/* Streaming detectors ([model.NAME] stream.detectors) and the per-record
+ * signals they watch (stream.signals); config names in comments. */
+#define CONF_STREAM_PH       (1u << 0) /* page_hinkley */
+#define CONF_STREAM_ADWIN    (1u << 1) /* adwin */
+#define CONF_SIGNAL_SCORE    (1u << 0) /* score: positive-class or top score */
+#define CONF_SIGNAL_ERROR    (1u << 1) /* error: 0/1 once the label is known */
+/* Which changes of the mean Page-Hinkley reports. */
+enum conf_direction { CONF_DIR_BOTH, CONF_DIR_UP, CONF_DIR_DOWN };
 
 /* Address ranges a webhook may reach besides public ones ([webhook.NAME]
  * allow_addresses); config names in comments. */
@@ -96,6 +106,20 @@ struct conf_model {
     unsigned max_queued_windows;   /* backpressure above this many in flight */
     uint64_t seed;
     char *on_drift;                /* name of a defined webhook, or NULL */
+    /* Streaming detectors on per-record signals (alarms between windows) */
+    unsigned stream_detectors;     /* CONF_STREAM_* mask; 0 = off; needs scores_width */
+    unsigned stream_signals;       /* CONF_SIGNAL_* mask, never 0 */
+    double stream_ph_delta;        /* change of the mean tolerated, > 0 */
+    double stream_ph_threshold;    /* lambda, > 0 */
+    unsigned stream_ph_min_samples; /* no alarm before this many values */
+    double stream_ph_forget;       /* fading factor in (0, 1]; 1 = classic test */
+    enum conf_direction stream_ph_direction;
+    double stream_adwin_delta;     /* confidence, (0, 1) */
+    unsigned stream_adwin_clock;   /* values between two checks for a cut */
+    unsigned stream_adwin_max_buckets; /* per bucket size, 2..16 */
+    unsigned stream_adwin_min_window;  /* shortest part of a cut */
+    uint64_t stream_alarm_interval_us; /* between two alarms recorded per detector,
+                                        * signal and slice */
 };
 
 struct conf_webhook {

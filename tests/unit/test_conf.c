@@ -262,6 +262,18 @@ static void test_full_file(void **state)
     assert_int_equal(m->max_slices, 12);
     assert_true(m->seed == UINT64_MAX);
     assert_string_equal(m->on_drift, "pager");
+    assert_int_equal(m->stream_detectors, CONF_STREAM_PH | CONF_STREAM_ADWIN);
+    assert_int_equal(m->stream_signals, CONF_SIGNAL_ERROR);
+    assert_true(m->stream_ph_delta == 0.05);
+    assert_true(m->stream_ph_threshold == 20.0);
+    assert_int_equal(m->stream_ph_min_samples, 100);
+    assert_true(m->stream_ph_forget == 1.0);
+    assert_int_equal(m->stream_ph_direction, CONF_DIR_UP);
+    assert_true(m->stream_adwin_delta == 0.0001);
+    assert_int_equal(m->stream_adwin_clock, 1);
+    assert_int_equal(m->stream_adwin_max_buckets, 16);
+    assert_int_equal(m->stream_adwin_min_window, 50);
+    assert_int_equal(m->stream_alarm_interval_us, 0);
     m = &c->models[1];
     assert_string_equal(m->name, "tiny");
     assert_int_equal(m->detectors, CONF_DET_SCORES);
@@ -279,7 +291,7 @@ static void test_full_file(void **state)
     assert_int_equal(w->max_attempts, 5);
     assert_int_equal(w->retry_initial_us, 250000);
     assert_int_equal(w->retry_max_delay_us, 600 * SEC_US);
-    assert_int_equal(w->events, CONF_EV_DRIFT | CONF_EV_COLLAPSE);
+    assert_int_equal(w->events, CONF_EV_DRIFT | CONF_EV_COLLAPSE | CONF_EV_STREAM);
     assert_int_equal(w->allow_addresses, CONF_ALLOW_LOOPBACK | CONF_ALLOW_PRIVATE);
     assert_string_equal(w->ca_file, "/etc/driftd/ca.pem");
     assert_int_equal(w->payload_max_slices, 7);
@@ -365,6 +377,18 @@ static void test_defaults(void **state)
     assert_int_equal(m->calibration_min_labels, 30);
     assert_true(m->calibration_ece_margin == 0.05);
     assert_true(m->calibration_brier_margin == 0.05);
+    assert_int_equal(m->stream_detectors, 0);
+    assert_int_equal(m->stream_signals, CONF_SIGNAL_SCORE | CONF_SIGNAL_ERROR);
+    assert_true(m->stream_ph_delta == 0.005);
+    assert_true(m->stream_ph_threshold == 50.0);
+    assert_int_equal(m->stream_ph_min_samples, 30);
+    assert_true(m->stream_ph_forget == 0.9999);
+    assert_int_equal(m->stream_ph_direction, CONF_DIR_BOTH);
+    assert_true(m->stream_adwin_delta == 0.002);
+    assert_int_equal(m->stream_adwin_clock, 32);
+    assert_int_equal(m->stream_adwin_max_buckets, 5);
+    assert_int_equal(m->stream_adwin_min_window, 5);
+    assert_int_equal(m->stream_alarm_interval_us, 60 * SEC_US);
     assert_int_equal(c->journal_max, 256 * 1024 * 1024);
     assert_int_equal(c->persist_projection_dim, 64);
     conf_free(c);
@@ -382,7 +406,8 @@ static void test_webhook_defaults(void **state)
     assert_int_equal(w->max_attempts, 20);
     assert_int_equal(w->retry_initial_us, 5 * SEC_US);
     assert_int_equal(w->retry_max_delay_us, 3600 * SEC_US);
-    assert_int_equal(w->events, CONF_EV_DRIFT | CONF_EV_CALIBRATION | CONF_EV_COLLAPSE);
+    assert_int_equal(w->events,
+                     CONF_EV_DRIFT | CONF_EV_CALIBRATION | CONF_EV_COLLAPSE | CONF_EV_STREAM);
     assert_int_equal(w->allow_addresses, 0);
     assert_null(w->ca_file);
     assert_int_equal(w->payload_max_slices, 1000);
@@ -748,6 +773,47 @@ static void test_detectors(void **state)
     expect_err(text, "t.ini:7: [model.m] detectors: empty item in the list");
 }
 
+static void test_stream_keys(void **state)
+{
+    (void)state;
+    expect_err(BASE "stream.detectors = page_hinkley\n",
+               "t.ini:8: [model.m] stream.detectors: the streaming detectors watch predicted "
+               "scores: set scores.width");
+    expect_err(BASE "scores.width = 1\nstream.detectors = cusum\n",
+               "t.ini:9: [model.m] stream.detectors: unknown name 'cusum' (known: page_hinkley, "
+               "adwin)");
+    expect_err(BASE "stream.signals = score, latency\n",
+               "t.ini:8: [model.m] stream.signals: unknown name 'latency' (known: score, error)");
+    expect_err(BASE "stream.signals =\n", "t.ini:8: [model.m] stream.signals: needs at least 1 name");
+    expect_err(BASE "stream.ph.forget = 0\n",
+               "t.ini:8: [model.m] stream.ph.forget: '0' is out of range (0, 1]");
+    expect_err(BASE "stream.ph.forget = 1.5\n",
+               "t.ini:8: [model.m] stream.ph.forget: '1.5' is out of range (0, 1]");
+    expect_err(BASE "stream.ph.delta = 0\n",
+               "t.ini:8: [model.m] stream.ph.delta: '0' is out of range > 0");
+    expect_err(BASE "stream.ph.threshold = -5\n",
+               "t.ini:8: [model.m] stream.ph.threshold: '-5' is out of range > 0");
+    expect_err(BASE "stream.ph.min_samples = 0\n",
+               "t.ini:8: [model.m] stream.ph.min_samples: '0' is out of range 1..100000000");
+    expect_err(BASE "stream.ph.direction = sideways\n",
+               "t.ini:8: [model.m] stream.ph.direction: 'sideways' is not one of: both, up, down");
+    expect_err(BASE "stream.adwin.delta = 1\n",
+               "t.ini:8: [model.m] stream.adwin.delta: '1' is out of range (0, 1)");
+    expect_err(BASE "stream.adwin.max_buckets = 17\n",
+               "t.ini:8: [model.m] stream.adwin.max_buckets: '17' is out of range 2..16");
+    expect_err(BASE "stream.adwin.clock = 0\n",
+               "t.ini:8: [model.m] stream.adwin.clock: '0' is out of range 1..1000000");
+    expect_err(BASE "stream.alarm_interval = soon\n",
+               "t.ini:8: [model.m] stream.alarm_interval: 'soon' is not a duration such as "
+               "250ms, 30s, 5m, 1h or 2d");
+
+    struct conf *c = load_ok(BASE "scores.width = 3\nstream.detectors = ADWIN\n"
+                             "stream.signals = score\n");
+    assert_int_equal(c->models[0].stream_detectors, CONF_STREAM_ADWIN);
+    assert_int_equal(c->models[0].stream_signals, CONF_SIGNAL_SCORE);
+    conf_free(c);
+}
+
 static void test_slice_by(void **state)
 {
     (void)state;
@@ -897,7 +963,7 @@ static void test_webhook_delivery_keys(void **state)
     expect_err(HOOK "events =\n", "t.ini:11: [webhook.w] events: needs at least 1 name");
     expect_err(HOOK "events = drift.detected, test\n",
                "t.ini:11: [webhook.w] events: unknown name 'test' (known: drift.detected, "
-               "calibration.degraded, embedding.collapse)");
+               "calibration.degraded, embedding.collapse, stream.alarm)");
     expect_err(HOOK "allow_addresses = public\n",
                "t.ini:11: [webhook.w] allow_addresses: unknown name 'public' (known: loopback, "
                "private, link_local)");
@@ -1080,6 +1146,7 @@ int main(void)
         cmocka_unit_test(test_slice_and_decision_keys),
         cmocka_unit_test(test_enums),
         cmocka_unit_test(test_detectors),
+        cmocka_unit_test(test_stream_keys),
         cmocka_unit_test(test_slice_by),
         cmocka_unit_test(test_window_rules),
         cmocka_unit_test(test_on_drift),
