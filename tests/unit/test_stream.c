@@ -130,6 +130,65 @@ static void test_ph_alarm_record(void **state)
 	assert_close(s.last.statistic, 14.5 - 0.005, 1e-12, 0.0);
 }
 
+/* Every alarm of tests/data/stream_ph.txt (gen_stream_vectors.py): the
+ * value that raised it, its direction, count, statistic, change point and
+ * the means on either side. */
+static void test_ph_vectors(void **state)
+{
+	FILE *f = open_data("stream_ph.txt");
+	char line[256], name[64];
+	unsigned cases = 0;
+
+	while (fgets(line, sizeof line, f)) {
+		struct stream_ph_params p = { 0 };
+		struct stream_ph s;
+		size_t n, k, want, got = 0;
+		unsigned dir;
+		double *x;
+
+		/* Comments, and what is left of a line fscanf stopped in. */
+		if (line[0] == '#' || line[0] == '\n')
+			continue;
+		if (sscanf(line, "case %63s %zu %lf %lf %u %lf %u", name, &n,
+			   &p.delta, &p.threshold, &p.min_samples, &p.forget,
+			   &dir) != 7)
+			fail_msg("bad case line: %s", line);
+		p.dir = (enum stream_dir)dir;
+		assert_non_null(x = malloc(n * sizeof(double)));
+		assert_non_null(fgets(line, sizeof line, f));
+		for (k = 0; k < n; k++)
+			assert_int_equal(fscanf(f, "%lf", &x[k]), 1);
+		assert_int_equal(fscanf(f, " alarms %zu", &want), 1);
+		assert_true(stream_ph_init(&s, &p));
+		for (k = 0; k < n; k++) {
+			size_t at, cnt, change;
+			unsigned d;
+			double stat, before, after;
+
+			if (!stream_ph_update(&s, x[k]))
+				continue;
+			if (got++ >= want)
+				fail_msg("%s: unexpected alarm at %zu", name, k);
+			assert_int_equal(fscanf(f, "%zu %u %zu %lf %zu %lf %lf", &at,
+						&d, &cnt, &stat, &change, &before,
+						&after), 7);
+			assert_int_equal(k, at);
+			assert_int_equal(s.last.dir, d);
+			assert_int_equal(s.last.n, cnt);
+			assert_int_equal(s.last.change_at, change);
+			assert_close(s.last.statistic, stat, 1e-9, 0.0);
+			assert_close(s.last.mean_before, before, 1e-9, 1e-12);
+			assert_close(s.last.mean_after, after, 1e-9, 1e-12);
+		}
+		if (got != want)
+			fail_msg("%s: %zu alarms, want %zu", name, got, want);
+		free(x);
+		cases++;
+	}
+	fclose(f);
+	assert_int_equal(cases, 4);
+}
+
 static void test_adwin_params(void **state)
 {
 	struct stream_adwin a;
@@ -227,6 +286,7 @@ int main(void)
 		cmocka_unit_test(test_ph_detects_rise),
 		cmocka_unit_test(test_ph_directions),
 		cmocka_unit_test(test_ph_alarm_record),
+		cmocka_unit_test(test_ph_vectors),
 		cmocka_unit_test(test_adwin_params),
 		cmocka_unit_test(test_adwin_summary),
 		cmocka_unit_test(test_adwin_change),
