@@ -99,6 +99,27 @@ static const char events_sql[] =
 	"WITH " EVENTS_CTE("1", "2", "3", "4", "5", "6", "7")
 	"SELECT 1::int8 AS inserted, false AS reused,\n" EVENTS_COUNTS;
 
+/* The alarms of one record, as arrays of one field each ($3..$15), with
+ * the outbox rows of their events ($16..$22).  ON CONFLICT makes a replay
+ * insert nothing. */
+static const char alarms_sql[] =
+	"WITH a AS (\n"
+	"  INSERT INTO driftd.stream_alarms\n"
+	"    (id, model, slice, detector, signal, detected_at, records_seen, statistic,\n"
+	"     threshold, direction, n_before, mean_before, n_after, mean_after, params)\n"
+	"  SELECT u.id, $1::text, u.slice, u.detector, u.signal, $2::timestamptz,\n"
+	"         u.seen, u.statistic, u.threshold, u.direction, u.n_before,\n"
+	"         u.mean_before, u.n_after, u.mean_after, u.params::jsonb\n"
+	"    FROM unnest($3::int8[], $4::text[], $5::text[], $6::text[], $7::int8[],\n"
+	"                $8::float8[], $9::float8[], $10::text[], $11::int8[],\n"
+	"                $12::float8[], $13::int8[], $14::float8[], $15::text[])\n"
+	"         AS u(id, slice, detector, signal, seen, statistic, threshold,\n"
+	"              direction, n_before, mean_before, n_after, mean_after, params)\n"
+	"  ON CONFLICT (id) DO NOTHING\n"
+	"  RETURNING 1\n"
+	"), " EVENTS_CTE("16", "17", "18", "19", "20", "21", "22")
+	"SELECT (SELECT count(*) FROM a) AS inserted, false AS reused,\n" EVENTS_COUNTS;
+
 /* Claims due rows of the given endpoints ($1) for one delivery round:
  * at most $2 rows, leased for $3 µs by pushing next_attempt_at ahead.
  * Returns a tagged union: 'row' rows, then one 'next' row (µs until the
@@ -424,6 +445,7 @@ static void floats_param(struct builder *b, const float *data, size_t count)
 static const unsigned char nparams[REQ__COUNT] = {
 	[REQ_REFERENCE] = 16, [REQ_WINDOW] = 44, [REQ_EVENTS] = 7,
 	[REQ_CLAIM] = 3, [REQ_ATTEMPT] = 11, [REQ_RETIRE] = 4,
+	[REQ_ALARMS] = 22,
 };
 
 static int finish(struct builder *b, enum req_kind kind, struct req **out)
@@ -671,6 +693,68 @@ int req_new_attempt(const struct outbox_attempt *a, struct req **out)
 	return finish(&b, REQ_ATTEMPT, out);
 }
 
+typedef void (*alarm_elem_fn)(struct builder *b, const struct store_stream_alarm *a);
+
+static void al_id(struct builder *b, const struct store_stream_alarm *a) { addf(b, "%" PRId64, a->id); }
+static void al_slice(struct builder *b, const struct store_stream_alarm *a) { add_quoted(b, a->slice); }
+static void al_detector(struct builder *b, const struct store_stream_alarm *a) { add_quoted(b, a->detector); }
+static void al_signal(struct builder *b, const struct store_stream_alarm *a) { add_quoted(b, a->signal); }
+static void al_seen(struct builder *b, const struct store_stream_alarm *a) { addf(b, "%" PRIu64, a->records_seen); }
+static void al_statistic(struct builder *b, const struct store_stream_alarm *a) { add_double(b, a->statistic, false); }
+static void al_threshold(struct builder *b, const struct store_stream_alarm *a) { add_double(b, a->threshold, true); }
+static void al_direction(struct builder *b, const struct store_stream_alarm *a) { add(b, a->up ? "up" : "down", a->up ? 2 : 4); }
+static void al_n_before(struct builder *b, const struct store_stream_alarm *a) { addf(b, "%" PRIu64, a->n_before); }
+static void al_mean_before(struct builder *b, const struct store_stream_alarm *a) { add_double(b, a->mean_before, true); }
+static void al_n_after(struct builder *b, const struct store_stream_alarm *a) { addf(b, "%" PRIu64, a->n_after); }
+static void al_mean_after(struct builder *b, const struct store_stream_alarm *a) { add_double(b, a->mean_after, true); }
+static void al_params(struct builder *b, const struct store_stream_alarm *a) { add_quoted(b, a->params); }
+
+static bool valid_alarms(const struct store_stream_alarms *a)
+{
+	if (!valid_name(a->model) || !a->n || !a->alarms || a->detected_us < 0 ||
+	    a->detected_us > MAX_TIME_US || !valid_events(a->events, a->n_events))
+		return false;
+	for (size_t i = 0; i < a->n; i++) {
+		const struct store_stream_alarm *x = &a->alarms[i];
+
+		if (x->id <= 0 || !valid_name(x->slice) || !valid_name(x->detector) ||
+		    !valid_name(x->signal) || !valid_name(x->params) ||
+		    !x->records_seen || x->records_seen > INT64_MAX ||
+		    x->n_before > INT64_MAX || x->n_after > INT64_MAX ||
+		    !isfinite(x->statistic))
+			return false;
+	}
+	return true;
+}
+
+int req_new_alarms(const struct store_stream_alarms *a, struct req **out)
+{
+	static const alarm_elem_fn fields[] = {
+		al_id, al_slice, al_detector, al_signal, al_seen, al_statistic,
+		al_threshold, al_direction, al_n_before, al_mean_before, al_n_after,
+		al_mean_after, al_params,
+	};
+	struct builder b = { 0 };
+
+	if (!valid_alarms(a))
+		return -EINVAL;
+	text_param(&b, a->model);
+	time_param(&b, a->detected_us);
+	for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {
+		begin_param(&b);
+		add(&b, "{", 1);
+		for (size_t i = 0; i < a->n; i++) {
+			if (i)
+				add(&b, ",", 1);
+			fields[f](&b, &a->alarms[i]);
+		}
+		add(&b, "}", 1);
+		end_param(&b);
+	}
+	event_params(&b, a->events, a->n_events);
+	return finish(&b, REQ_ALARMS, out);
+}
+
 int req_new_events(const struct store_event *ev, size_t n, struct req **out)
 {
 	struct builder b = { 0 };
@@ -797,6 +881,8 @@ const char *req_sql(const struct req *r)
 		return attempt_sql;
 	case REQ_RETIRE:
 		return retire_sql;
+	case REQ_ALARMS:
+		return alarms_sql;
 	case REQ_REFERENCE:
 	case REQ__COUNT:
 		break;
@@ -823,6 +909,9 @@ void req_describe(const struct req *r, char *buf, size_t len)
 	case REQ_REFERENCE:
 		snprintf(buf, len, "reference set %s (%s/%s)", r->values[0], r->values[1],
 			 r->values[2]);
+		return;
+	case REQ_ALARMS:
+		snprintf(buf, len, "stream alarms %s of model %s", r->values[2], r->values[0]);
 		return;
 	case REQ_RETIRE:
 	case REQ__COUNT:
@@ -892,7 +981,8 @@ int req_decode(const unsigned char *in, size_t len, struct req **out)
 
 	/* Only the store queue's writes are ever journaled. */
 	if (len < 2 || (in[0] != REQ_REFERENCE && in[0] != REQ_WINDOW &&
-			in[0] != REQ_EVENTS && in[0] != REQ_RETIRE) ||
+			in[0] != REQ_EVENTS && in[0] != REQ_RETIRE &&
+			in[0] != REQ_ALARMS) ||
 	    in[1] != nparams[in[0]])
 		return -EINVAL;
 	n = in[1];

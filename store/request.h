@@ -17,9 +17,10 @@
  * another format cannot be replayed. */
 #define REQ_FORMAT 2
 
+/* Journal records carry the kind's number: append new kinds at the end. */
 enum req_kind {
 	REQ_REFERENCE, REQ_WINDOW, REQ_EVENTS, REQ_CLAIM, REQ_ATTEMPT, REQ_RETIRE,
-	REQ__COUNT
+	REQ_ALARMS, REQ__COUNT
 };
 
 struct req {
@@ -39,6 +40,7 @@ TAILQ_HEAD(req_list, req);
 int req_new_window(const struct store_window *w, struct req **out);
 int req_new_reference(const struct store_reference *r, struct req **out);
 int req_new_events(const struct store_event *ev, size_t n, struct req **out);
+int req_new_alarms(const struct store_stream_alarms *a, struct req **out);
 /* The outbox's statements (outbox.c). */
 int req_new_claim(const char *const *endpoints, size_t n, unsigned limit,
 		  uint64_t lease_us, struct req **out);
@@ -48,13 +50,13 @@ int req_new_retire(const char *model, const char *slice, int64_t at_us,
 void req_free(struct req *r);
 
 /* Journal form of a request of the store's queue (reference, window,
- * events, retirement): its kind and parameters as bytes.
+ * events, retirement, stream alarms): its kind and parameters as bytes.
  * req_encode: malloc'd buffer in *out (length *len), 0 or -ENOMEM.
  * req_decode: 0, -EINVAL for bytes that are not such a request, -ENOMEM. */
 int req_encode(const struct req *r, unsigned char **out, size_t *len);
 int req_decode(const unsigned char *buf, size_t len, struct req **out);
 
-/* The statement for r's kind.  Windows and events return one row:
+/* The statement for r's kind.  Windows, events and alarms return one row:
  * (inserted int8, reused bool, events_queued int8, events_suppressed
  * int8), see store.c. */
 const char *req_sql(const struct req *r);

@@ -606,10 +606,10 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 	leave(s);
 }
 
-/* Windows and event writes count against max_pending. */
+/* Windows, event and alarm writes count against max_pending. */
 static bool counts_as_window(const struct req *r)
 {
-	return r->kind == REQ_WINDOW || r->kind == REQ_EVENTS;
+	return r->kind == REQ_WINDOW || r->kind == REQ_EVENTS || r->kind == REQ_ALARMS;
 }
 
 /* Takes R out of the memory queue and frees it. */
@@ -707,12 +707,12 @@ static bool completed(struct store *s, const struct req *r, const PGresult *res)
 {
 	char what[256];
 
-	if (r->kind != REQ_WINDOW && r->kind != REQ_EVENTS)
+	if (r->kind != REQ_WINDOW && r->kind != REQ_EVENTS && r->kind != REQ_ALARMS)
 		return status_ok(res, PGRES_COMMAND_OK);
 	if (!status_ok(res, PGRES_TUPLES_OK) || PQntuples(res) != 1 || PQnfields(res) != 4)
 		return false;
 	events_written(s, res);
-	if (r->kind == REQ_EVENTS)
+	if (r->kind != REQ_WINDOW)
 		return true;
 	s->written++;
 	observe(s, r);
@@ -991,6 +991,19 @@ int store_put_events(struct store *s, const struct store_event *ev, size_t n)
 	if (!s->jnl && memory_full(s))
 		return -ENOBUFS;
 	err = req_new_events(ev, n, &r);
+	return err ? err : enqueue(s, r);
+}
+
+int store_put_stream_alarms(struct store *s, const struct store_stream_alarms *a)
+{
+	struct req *r;
+	int err;
+
+	if (s->state == STORE_CLOSED)
+		return -EPIPE;
+	if (!s->jnl && memory_full(s))
+		return -ENOBUFS;
+	err = req_new_alarms(a, &r);
 	return err ? err : enqueue(s, r);
 }
 

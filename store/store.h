@@ -132,6 +132,32 @@ struct store_window {
 	uint64_t closed_us;       /* CLOCK_MONOTONIC µs the window closed; 0: unknown */
 };
 
+/* One alarm of a streaming detector (driftd.stream_alarms). */
+struct store_stream_alarm {
+	int64_t id;               /* random 63-bit, > 0: a replay is recognised by it */
+	const char *slice;
+	const char *detector;     /* "page_hinkley" or "adwin" */
+	const char *signal;       /* "score" or "error" */
+	uint64_t records_seen;    /* >= 1 */
+	double statistic;
+	double threshold;         /* NaN: SQL NULL */
+	bool up;                  /* direction: the mean rose */
+	uint64_t n_before, n_after;
+	double mean_before, mean_after; /* NaN: SQL NULL */
+	const char *params;       /* the detector's parameters, a JSON object */
+};
+
+/* The alarms one record (or label) raised in one model, with the outbox
+ * rows of the events they raise: one statement. */
+struct store_stream_alarms {
+	const char *model;
+	int64_t detected_us;
+	const struct store_stream_alarm *alarms;
+	size_t n;                 /* >= 1 */
+	const struct store_event *events;
+	size_t n_events;          /* may be 0 */
+};
+
 enum store_persist {
 	STORE_PERSIST_RAW,       /* vectors stored in reference_sets.data */
 	STORE_PERSIST_PROJECTED, /* a random projection of them in data */
@@ -185,6 +211,10 @@ int store_put_window(struct store *s, const struct store_window *w);
 /* Outbox rows not tied to a window (test events); n >= 1.  Counts against
  * max_pending like a window. */
 int store_put_events(struct store *s, const struct store_event *ev, size_t n);
+/* Streaming alarms and their events; counts against max_pending like a
+ * window.  -EINVAL also for an id <= 0, a missing name, records_seen 0,
+ * counts over INT64_MAX or a non-finite statistic. */
+int store_put_stream_alarms(struct store *s, const struct store_stream_alarms *a);
 /* Retires the reference sets of MODEL (of one SLICE, or all when NULL)
  * created at or before AT_US: a restart no longer restores them.  REASON is
  * "reset" or "expired". */

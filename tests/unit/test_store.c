@@ -282,6 +282,31 @@ static void put_window(struct fx *f, const char *model, const char *slice, int64
 	assert_int_equal(store_put_window(f->store, &w), 0);
 }
 
+/* Two alarms of one record: Page-Hinkley on "*" with every value, ADWIN
+ * on a slice with the NULLs it may have. */
+static const struct store_stream_alarm two_alarms[] = {
+	{ .id = INT64_C(0x1234567890abcdef), .slice = "*", .detector = "page_hinkley",
+	  .signal = "error", .records_seen = 3093, .statistic = 20.160806077317716,
+	  .threshold = 20, .up = true, .n_before = 3007, .n_after = 86,
+	  .mean_before = 0.09544396408380446, .mean_after = 0.38372093023255816,
+	  .params = "{\"delta\":0.05,\"threshold\":20,\"min_samples\":30,"
+		    "\"forget\":1,\"direction\":\"up\"}" },
+	{ .id = 7, .slice = "region=\"eu\",x\\y", .detector = "adwin",
+	  .signal = "score", .records_seen = 1, .statistic = 0.25,
+	  .threshold = NAN, .up = false, .n_before = 0, .n_after = 12,
+	  .mean_before = NAN, .mean_after = 0.5,
+	  .params = "{\"delta\":0.002,\"clock\":32,\"max_buckets\":5,\"min_window\":5}" },
+};
+
+static struct store_stream_alarms alarms_of(const char *model,
+					    const struct store_event *ev, size_t n_ev)
+{
+	return (struct store_stream_alarms){
+		.model = model, .detected_us = T0_US + 654321,
+		.alarms = two_alarms, .n = 2, .events = ev, .n_events = n_ev,
+	};
+}
+
 /* ---- migrations ------------------------------------------------------------ */
 
 static void test_migrations_apply_and_are_recorded(void **state)
@@ -393,6 +418,13 @@ static void test_views_have_contract_columns(void **state)
 		       "last_attempt_at timestamp with time zone, "
 		       "next_attempt_at timestamp with time zone, "
 		       "delivered_at timestamp with time zone, last_error text");
+	assert_columns(f, "stream_alarm_history",
+		       "model text, slice text, detected_at timestamp with time zone, "
+		       "detector text, signal text, direction text, "
+		       "statistic double precision, threshold double precision, "
+		       "records_seen bigint, n_before bigint, mean_before double precision, "
+		       "n_after bigint, mean_after double precision, params jsonb, "
+		       "alarm_id bigint");
 }
 
 static void test_window_lands_in_drift_history(void **state)
@@ -743,6 +775,13 @@ static void test_journal_survives_restart(void **state)
 				     .persist = STORE_PERSIST_NONE };
 	struct store_opts o = { .log = on_log };
 	struct store_journal_stats js;
+	struct store_stream_alarms alarms = alarms_of("jr", NULL, 0);
+	/* Ids of their own: alarm ids are unique across models. */
+	struct store_stream_alarm own[2] = { two_alarms[0], two_alarms[1] };
+
+	own[0].id = 101;
+	own[1].id = 102;
+	alarms.alarms = own;
 
 	assert_non_null(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/journal", dir);
@@ -757,26 +796,96 @@ static void test_journal_survives_restart(void **state)
 		put_window(f, "jr", "*", i);
 	assert_int_equal(store_retire_references(f->store, "jr", NULL, T0_US + 5,
 						 "reset"), 0);
+	assert_int_equal(store_put_stream_alarms(f->store, &alarms), 0);
 	run_for(f, 0.3);
 	store_journal_stats(f->store, &js);
 	assert_true(js.enabled);
-	assert_int_equal(js.records, 7);
+	assert_int_equal(js.records, 8);
 	assert_int_equal(store_pending_memory(f->store), 0);
 	close_store(f);
 
 	open_store_opts(f, (struct store_opts){ .journal_path = path });
-	assert_int_equal(store_pending(f->store), 7);
+	assert_int_equal(store_pending(f->store), 8);
 	wait_ready(f);
 	drain(f);
 	store_journal_stats(f->store, &js);
 	assert_int_equal(js.records, 0);
-	assert_int_equal(js.replayed, 7);
+	assert_int_equal(js.replayed, 8);
 	assert_int_equal(count(f, "SELECT 1 FROM driftd.windows WHERE model = 'jr'"), 5);
+	assert_int_equal(count(f, "SELECT 1 FROM driftd.stream_alarm_history WHERE "
+				  "model = 'jr'"), 2);
 	assert_int_equal(count(f, "SELECT 1 FROM driftd.reference_history WHERE "
 				  "model = 'jr' AND retired_at IS NOT NULL"), 1);
 	close_store(f);
 	snprintf(path, sizeof(path), "rm -rf %s", dir);
 	assert_int_equal(system(path), 0);
+}
+
+/* The alarm rows land in stream_alarm_history with their event, in one
+ * statement; a replay adds neither again. */
+static void test_stream_alarms(void **state)
+{
+	struct fx *f = *state;
+	struct store_event ev = {
+		.id = "msg_stream_1", .endpoint = "hook", .type = "stream.alarm",
+		.model = "sm", .body = "{\"type\":\"stream.alarm\"}",
+		.created_us = T0_US + 654321, .cooldown_us = 0,
+	};
+	struct store_stream_alarms a = alarms_of("sm", &ev, 1);
+	struct store_stream_alarm bad = two_alarms[0];
+	PGresult *res;
+
+	open_store(f);
+	assert_int_equal(store_put_stream_alarms(f->store, &a), 0);
+	assert_int_equal(store_put_stream_alarms(f->store, &a), 0);
+	wait_ready(f);
+	drain(f);
+	res = query(f, "SELECT slice, detected_at = '2025-11-29 12:00:00.654321+00', "
+		       "detector, signal, direction, statistic, threshold, records_seen, "
+		       "n_before, mean_before, n_after, mean_after, params->>'threshold', "
+		       "alarm_id FROM driftd.stream_alarm_history WHERE model = 'sm' "
+		       "ORDER BY alarm_id DESC");
+	assert_int_equal(PQntuples(res), 2);
+	assert_string_equal(PQgetvalue(res, 0, 0), "*");
+	assert_string_equal(PQgetvalue(res, 0, 1), "t");
+	assert_string_equal(PQgetvalue(res, 0, 2), "page_hinkley");
+	assert_string_equal(PQgetvalue(res, 0, 3), "error");
+	assert_string_equal(PQgetvalue(res, 0, 4), "up");
+	assert_true(strtod(PQgetvalue(res, 0, 5), NULL) == 20.160806077317716);
+	assert_string_equal(PQgetvalue(res, 0, 6), "20");
+	assert_string_equal(PQgetvalue(res, 0, 7), "3093");
+	assert_string_equal(PQgetvalue(res, 0, 8), "3007");
+	assert_true(strtod(PQgetvalue(res, 0, 9), NULL) == 0.09544396408380446);
+	assert_string_equal(PQgetvalue(res, 0, 10), "86");
+	assert_string_equal(PQgetvalue(res, 0, 12), "20");
+	assert_string_equal(PQgetvalue(res, 0, 13), "1311768467294899695");
+	assert_string_equal(PQgetvalue(res, 1, 0), "region=\"eu\",x\\y");
+	assert_string_equal(PQgetvalue(res, 1, 2), "adwin");
+	assert_string_equal(PQgetvalue(res, 1, 4), "down");
+	assert_true(PQgetisnull(res, 1, 6) && PQgetisnull(res, 1, 9));
+	assert_string_equal(PQgetvalue(res, 1, 11), "0.5");
+	PQclear(res);
+	assert_int_equal(count(f, "SELECT 1 FROM driftd.webhook_outbox WHERE id = "
+				  "'msg_stream_1' AND event = 'stream.alarm' AND model = 'sm' "
+				  "AND status = 'pending'"), 1);
+
+	/* Bad alarms are refused before they are queued. */
+	a.alarms = &bad;
+	a.n = 1;
+	bad.id = 0;
+	assert_int_equal(store_put_stream_alarms(f->store, &a), -EINVAL);
+	bad = two_alarms[0];
+	bad.records_seen = 0;
+	assert_int_equal(store_put_stream_alarms(f->store, &a), -EINVAL);
+	bad = two_alarms[0];
+	bad.statistic = NAN;
+	assert_int_equal(store_put_stream_alarms(f->store, &a), -EINVAL);
+	bad = two_alarms[0];
+	bad.detector = "";
+	assert_int_equal(store_put_stream_alarms(f->store, &a), -EINVAL);
+	a.n = 0;
+	assert_int_equal(store_put_stream_alarms(f->store, &a), -EINVAL);
+	assert_int_equal(store_pending(f->store), 0);
 }
 
 static void test_reference_sets(void **state)
@@ -996,6 +1105,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_references_restored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_decision_and_calibration_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_journal_survives_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stream_alarms, setup, teardown),
 	};
 
 	dsn = getenv("DRIFTD_TEST_DSN");
