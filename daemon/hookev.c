@@ -22,20 +22,36 @@ static const unsigned type_flags[HOOKEV__COUNT] = {
 	[HOOKEV_DRIFT] = CONF_EV_DRIFT,
 	[HOOKEV_CALIBRATION] = CONF_EV_CALIBRATION,
 	[HOOKEV_COLLAPSE] = CONF_EV_COLLAPSE,
+	[HOOKEV_STREAM] = CONF_EV_STREAM,
 };
 
 static const char *const type_names[HOOKEV__COUNT] = {
 	[HOOKEV_DRIFT] = "drift.detected",
 	[HOOKEV_CALIBRATION] = "calibration.degraded",
 	[HOOKEV_COLLAPSE] = "embedding.collapse",
+	[HOOKEV_STREAM] = "stream.alarm",
 	[HOOKEV_TEST] = "test",
 };
 
-/* The view holding the rows an event's ready-made query selects. */
+/* The view holding the rows an event's ready-made query selects, the
+ * key its listed rows are matched on, and their order. */
 static const char *const type_views[HOOKEV__COUNT] = {
 	[HOOKEV_DRIFT] = "driftd.drift_history",
 	[HOOKEV_CALIBRATION] = "driftd.calibration_history",
 	[HOOKEV_COLLAPSE] = "driftd.drift_history",
+	[HOOKEV_STREAM] = "driftd.stream_alarm_history",
+};
+static const char *const type_keys[HOOKEV__COUNT] = {
+	[HOOKEV_DRIFT] = "(slice, window_id)",
+	[HOOKEV_CALIBRATION] = "(slice, window_id)",
+	[HOOKEV_COLLAPSE] = "(slice, window_id)",
+	[HOOKEV_STREAM] = "alarm_id",
+};
+static const char *const type_order[HOOKEV__COUNT] = {
+	[HOOKEV_DRIFT] = "slice, window_id",
+	[HOOKEV_CALIBRATION] = "slice, window_id",
+	[HOOKEV_COLLAPSE] = "slice, window_id",
+	[HOOKEV_STREAM] = "slice, detected_at, alarm_id",
 };
 
 struct sbuf {
@@ -46,7 +62,7 @@ struct sbuf {
 
 struct gathered {
 	struct sbuf slices;	/* JSON objects, comma separated */
-	struct sbuf pairs;	/* SQL ('slice', window_id) pairs */
+	struct sbuf pairs;	/* SQL keys of the rows listed (type_keys) */
 	size_t listed, total;
 	char id[HOOKEV_ID_LEN + 1];
 	struct sbuf body;
@@ -275,7 +291,7 @@ int hookev_add(struct hookev_batch *b, enum hookev_type t,
 	struct gathered *g;
 	size_t fired = 0, len0, pairs0;
 
-	if ((unsigned)t >= HOOKEV_TEST)
+	if ((unsigned)t >= HOOKEV_TEST || t == HOOKEV_STREAM)
 		return -EINVAL;
 	if (!b || b->taken || !(b->hook->events & type_flags[t]))
 		return 0;
@@ -313,7 +329,68 @@ int hookev_add(struct hookev_batch *b, enum hookev_type t,
 	return 0;
 }
 
-/* SELECT ... WHERE model = 'm' AND (slice, window_id) IN (...), as JSON. */
+static void add_alarm(struct sbuf *j, const struct store_stream_alarm *a)
+{
+	char test[64];
+
+	snprintf(test, sizeof(test), "%s:%s", a->detector, a->signal);
+	sb_str(j, "{\"test\":");
+	sb_json(j, test);
+	sb_str(j, ",\"detector\":");
+	sb_json(j, a->detector);
+	sb_str(j, ",\"signal\":");
+	sb_json(j, a->signal);
+	sb_fmt(j, ",\"alarm_id\":%" PRId64 ",\"statistic\":", a->id);
+	sb_num(j, a->statistic);
+	sb_str(j, ",\"p_value\":null,\"threshold\":");
+	sb_num(j, a->threshold);
+	sb_fmt(j, ",\"direction\":\"%s\",\"records_seen\":%" PRIu64
+	       ",\"n_before\":%" PRIu64 ",\"mean_before\":",
+	       a->up ? "up" : "down", a->records_seen, a->n_before);
+	sb_num(j, a->mean_before);
+	sb_fmt(j, ",\"n_after\":%" PRIu64 ",\"mean_after\":", a->n_after);
+	sb_num(j, a->mean_after);
+	sb_str(j, "}");
+}
+
+int hookev_add_stream(struct hookev_batch *b, const char *slice,
+		      int64_t detected_us, const struct store_stream_alarm *a,
+		      size_t n)
+{
+	struct gathered *g;
+	size_t len0, pairs0;
+
+	if (!b || b->taken || !n || !(b->hook->events & type_flags[HOOKEV_STREAM]))
+		return 0;
+	g = &b->g[HOOKEV_STREAM];
+	g->total++;
+	if (g->listed >= b->hook->payload_max_slices)
+		return 0;
+	len0 = g->slices.len;
+	pairs0 = g->pairs.len;
+	sb_str(&g->slices, g->listed ? ",{\"slice\":" : "{\"slice\":");
+	sb_json(&g->slices, slice);
+	sb_str(&g->slices, ",\"window_id\":null,\"detected_at\":");
+	sb_time(&g->slices, detected_us);
+	sb_str(&g->slices, ",\"tests\":[");
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			sb_str(&g->slices, ",");
+		add_alarm(&g->slices, &a[i]);
+		sb_fmt(&g->pairs, "%s%" PRId64, g->pairs.len ? ", " : "", a[i].id);
+	}
+	sb_str(&g->slices, "]}");
+	if (g->slices.oom || g->pairs.oom) {
+		truncate_to(&g->slices, len0);
+		truncate_to(&g->pairs, pairs0);
+		g->total--;
+		return -ENOMEM;
+	}
+	g->listed++;
+	return 0;
+}
+
+/* SELECT ... WHERE model = 'm' AND <key> IN (...), as JSON. */
 static void add_query(struct sbuf *body, enum hookev_type t, const char *model,
 		      const struct gathered *g)
 {
@@ -323,9 +400,12 @@ static void add_query(struct sbuf *body, enum hookev_type t, const char *model,
 	sb_str(&q, type_views[t]);
 	sb_str(&q, " WHERE model = ");
 	sb_sql(&q, model);
-	sb_str(&q, " AND (slice, window_id) IN (");
+	sb_str(&q, " AND ");
+	sb_str(&q, type_keys[t]);
+	sb_str(&q, " IN (");
 	sb_str(&q, g->pairs.p);
-	sb_str(&q, ") ORDER BY slice, window_id");
+	sb_str(&q, ") ORDER BY ");
+	sb_str(&q, type_order[t]);
 	if (q.oom)
 		body->oom = true;
 	else

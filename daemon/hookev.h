@@ -29,6 +29,8 @@ enum hookev_type {
 	HOOKEV_DRIFT,       /* drift.detected: a drift test fired */
 	HOOKEV_CALIBRATION, /* calibration.degraded: ECE or the like over its limit */
 	HOOKEV_COLLAPSE,    /* embedding.collapse: effective rank dropped */
+	HOOKEV_STREAM,      /* stream.alarm: a streaming detector alarmed;
+			     * hookev_add_stream() only */
 	HOOKEV_TEST,        /* test: driftctl webhooks test; hookev_test() only */
 	HOOKEV__COUNT,
 };
@@ -56,10 +58,19 @@ struct hookev_batch *hookev_batch_new(const struct conf *c, const char *model,
 /* Lists slice S in the batch's event of type T, with those of the tests
  * T[0..n) marked drifted (= fired).  Nothing happens when none fired, when
  * the endpoint's `events` leaves T out, or once taken.  -EINVAL for
- * HOOKEV_TEST; -ENOMEM (the batch stays usable). */
+ * HOOKEV_STREAM and HOOKEV_TEST; -ENOMEM (the batch stays usable). */
 int hookev_add(struct hookev_batch *b, enum hookev_type t,
 	       const struct hookev_slice *s, const struct store_test *tests,
 	       size_t n);
+
+/* Lists SLICE in the batch's stream.alarm event with the alarms A[0..n)
+ * that one record raised there at DETECTED_US (each a "test" named
+ * detector:signal).  Nothing happens for n == 0, when the endpoint's
+ * `events` leaves stream.alarm out, or once taken.  -ENOMEM (the batch
+ * stays usable). */
+int hookev_add_stream(struct hookev_batch *b, const char *slice,
+		      int64_t detected_us, const struct store_stream_alarm *a,
+		      size_t n);
 
 /* Builds the bodies and hands out one store_event per type that has
  * slices, valid until hookev_batch_free; *n = 0 when there are none or

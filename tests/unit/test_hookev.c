@@ -240,6 +240,83 @@ static void test_events_filter_and_cap(void **state)
 	hookev_batch_free(b);
 }
 
+static const struct store_stream_alarm alarms[] = {
+	{ .id = 11, .slice = "*", .detector = "page_hinkley", .signal = "score",
+	  .records_seen = 480, .statistic = 5.5, .threshold = 5.0, .up = true,
+	  .n_before = 400, .mean_before = 0.25, .n_after = 80, .mean_after = 0.5,
+	  .params = "{}" },
+	{ .id = 12, .slice = "*", .detector = "adwin", .signal = "score",
+	  .records_seen = 512, .statistic = 0.25, .threshold = NAN, .up = true,
+	  .n_before = 448, .mean_before = 0.25, .n_after = 64, .mean_after = 0.5,
+	  .params = "{}" },
+	{ .id = 13, .slice = "s=eu", .detector = "adwin", .signal = "error",
+	  .records_seen = 96, .statistic = 0.375, .threshold = NAN, .up = false,
+	  .n_before = 64, .mean_before = 0.5, .n_after = 32, .mean_after = 0.125,
+	  .params = "{}" },
+};
+
+/* One stream.alarm event per batch: a slice per call with its alarms as
+ * tests named detector:signal, no window, a query by alarm id. */
+static void test_stream_event(void **state)
+{
+	struct hookev_batch *b = hookev_batch_new(conf, "enc", NOW_US);
+	const struct store_event *ev;
+	json_object *o;
+	size_t n;
+
+	(void)state;
+	assert_int_equal(hookev_add(b, HOOKEV_STREAM, &(struct hookev_slice){ 0 },
+				    fired_tests, 1), -EINVAL);
+	assert_int_equal(hookev_add_stream(b, "*", NOW_US, alarms, 2), 0);
+	assert_int_equal(hookev_add_stream(b, "s=eu", NOW_US, alarms + 2, 1), 0);
+	assert_int_equal(hookev_add_stream(b, "s=us", NOW_US, alarms, 0), 0);
+	assert_int_equal(hookev_take(b, &ev, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(ev->type, "stream.alarm");
+	assert_string_equal(ev->endpoint, "retrain");
+	assert_string_equal(ev->model, "enc");
+	assert_int_equal(ev->cooldown_us, 90000000);
+	o = parse_ascii(ev->body);
+	assert_string_equal(str_at(o, "type"), "stream.alarm");
+	assert_string_equal(str_at(o, "data.model"), "enc");
+	assert_int_equal(json_object_get_int(get(o, "data.slices_total")), 2);
+	assert_string_equal(str_at(o, "data.slices.0.slice"), "*");
+	assert_null(get(o, "data.slices.0.window_id"));
+	assert_string_equal(str_at(o, "data.slices.0.detected_at"),
+			    "2025-11-29T12:00:00.123456Z");
+	assert_int_equal(json_object_array_length(get(o, "data.slices.0.tests")), 2);
+	assert_string_equal(str_at(o, "data.slices.0.tests.0.test"), "page_hinkley:score");
+	assert_string_equal(str_at(o, "data.slices.0.tests.0.detector"), "page_hinkley");
+	assert_string_equal(str_at(o, "data.slices.0.tests.0.signal"), "score");
+	assert_int_equal(json_object_get_int64(get(o, "data.slices.0.tests.0.alarm_id")), 11);
+	assert_true(json_object_get_double(get(o, "data.slices.0.tests.0.statistic")) == 5.5);
+	assert_null(get(o, "data.slices.0.tests.0.p_value"));
+	assert_true(json_object_get_double(get(o, "data.slices.0.tests.0.threshold")) == 5.0);
+	assert_string_equal(str_at(o, "data.slices.0.tests.0.direction"), "up");
+	assert_int_equal(json_object_get_int64(get(o, "data.slices.0.tests.0.records_seen")), 480);
+	assert_int_equal(json_object_get_int64(get(o, "data.slices.0.tests.0.n_before")), 400);
+	assert_true(json_object_get_double(get(o, "data.slices.0.tests.0.mean_before")) == 0.25);
+	assert_int_equal(json_object_get_int64(get(o, "data.slices.0.tests.0.n_after")), 80);
+	assert_true(json_object_get_double(get(o, "data.slices.0.tests.0.mean_after")) == 0.5);
+	assert_string_equal(str_at(o, "data.slices.0.tests.1.test"), "adwin:score");
+	assert_null(get(o, "data.slices.0.tests.1.threshold"));
+	assert_string_equal(str_at(o, "data.slices.1.slice"), "s=eu");
+	assert_string_equal(str_at(o, "data.slices.1.tests.0.test"), "adwin:error");
+	assert_string_equal(str_at(o, "data.slices.1.tests.0.direction"), "down");
+	assert_string_equal(str_at(o, "data.query"),
+			    "SELECT * FROM driftd.stream_alarm_history WHERE model = 'enc' "
+			    "AND alarm_id IN (11, 12, 13) ORDER BY slice, detected_at, alarm_id");
+	json_object_put(o);
+	hookev_batch_free(b);
+
+	/* [webhook.few] does not take stream.alarm. */
+	b = hookev_batch_new(conf, "narrow", NOW_US);
+	assert_int_equal(hookev_add_stream(b, "*", NOW_US, alarms, 2), 0);
+	assert_int_equal(hookev_take(b, &ev, &n), 0);
+	assert_int_equal(n, 0);
+	hookev_batch_free(b);
+}
+
 static void test_ids(void **state)
 {
 	char a[HOOKEV_ID_LEN + 1], b[HOOKEV_ID_LEN + 1], c[HOOKEV_ID_LEN + 1];
@@ -283,6 +360,7 @@ int main(void)
 		cmocka_unit_test(test_drift_event_body),
 		cmocka_unit_test(test_one_event_per_type),
 		cmocka_unit_test(test_events_filter_and_cap),
+		cmocka_unit_test(test_stream_event),
 		cmocka_unit_test(test_ids),
 		cmocka_unit_test(test_test_event),
 	};
