@@ -1,7 +1,8 @@
 /* libFuzzer harness for daemon/hookev.c: any bytes as a slice name (slice
- * labels come from clients) and a test name.  The event body must stay
- * printable ASCII and valid JSON, and a valid UTF-8 name must come back
- * from the JSON unchanged. */
+ * labels come from clients) and a test name, in a drift.detected and a
+ * stream.alarm event.  The event bodies must stay printable ASCII and
+ * valid JSON, and a valid UTF-8 name must come back from the JSON
+ * unchanged. */
 #include <json-c/json.h>
 #include <math.h>
 #include <stdint.h>
@@ -59,6 +60,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct store_test t = { .test = "mmd", .statistic = (double)NAN, .p_value = 0.5,
 				.threshold = (double)INFINITY, .drifted = true };
 	struct hookev_slice sl = { .window_id = 1, .start_us = 0, .end_us = 1, .n = 2 };
+	struct store_stream_alarm a = { .id = 1, .detector = "adwin", .signal = "score",
+					.records_seen = 1, .statistic = 0.5,
+					.threshold = (double)NAN, .mean_before = (double)NAN,
+					.mean_after = 1e308, .params = "{}" };
 	const struct store_event *ev;
 	json_object *o, *slices, *name;
 	struct hookev_batch *b;
@@ -72,13 +77,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s[size] = '\0';
 	sl.slice = s;
 	t.test = s;
+	a.slice = s;
 	b = hookev_batch_new(conf, "m", 1700000000000000);
 	if (!b || hookev_add(b, HOOKEV_DRIFT, &sl, &t, 1) < 0 ||
-	    hookev_take(b, &ev, &n) < 0 || n != 1)
+	    hookev_add_stream(b, s, 1700000000000000, &a, 1) < 0 ||
+	    hookev_take(b, &ev, &n) < 0 || n != 2)
 		abort();
-	for (const char *p = ev->body; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+	for (size_t i = 0; i < n; i++) {
+		for (const char *p = ev[i].body; *p; p++)
+			if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+				abort();
+		if (!(o = json_tokener_parse(ev[i].body)))
 			abort();
+		json_object_put(o);
+	}
 	if (!(o = json_tokener_parse(ev->body)))
 		abort();
 	if (!json_object_object_get_ex(o, "data", &slices) ||
