@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "calibration.h"
@@ -19,6 +20,7 @@
 #include "latest.h"
 #include "log.h"
 #include "projection.h"
+#include "recsig.h"
 #include "registry.h"
 #include "rng.h"
 #include "stats.h"
@@ -61,6 +63,10 @@ struct eng_model {
 		 resets, references_restored;
 	uint64_t labels_joined, labels_unmatched, labels_expired,
 		 labels_evicted;
+	struct rsig_model *stream;	/* streaming detectors; NULL: off */
+	uint64_t stream_alarms[RSIG_DETECTORS][RSIG_SIGNALS];
+	uint64_t stream_suppressed[RSIG_DETECTORS][RSIG_SIGNALS];
+	bool stream_oom_logged;
 };
 
 /* Everything a job needs, copied so that a reload cannot pull it away. */
@@ -1034,6 +1040,19 @@ static struct win_params win_params_of(const struct conf_model *cfg)
 	};
 }
 
+/* The streaming detectors CFG asks for into *OUT (NULL when none).
+ * -ENOMEM. */
+static int stream_new(const struct conf_model *cfg, struct rsig_model **out)
+{
+	struct rsig_params p = rsig_params_of(cfg);
+
+	*out = NULL;
+	if (!cfg->stream_detectors)
+		return 0;
+	*out = rsig_new(&p, cfg->stream_alarm_interval_us);
+	return *out ? 0 : -ENOMEM;
+}
+
 static struct eng_model *model_new(struct eng *e, const struct conf_model *cfg)
 {
 	struct eng_model *m = calloc(1, sizeof(*m));
@@ -1048,6 +1067,7 @@ static struct eng_model *model_new(struct eng *e, const struct conf_model *cfg)
 	m->labels = lbl_new(cfg->scores_width);
 	m->latest = lat_new();
 	if (!m->name || !m->win || !m->labels || !m->latest ||
+	    stream_new(cfg, &m->stream) < 0 ||
 	    arm_tick(m, cfg->window_interval_us) < 0)
 		goto fail;
 	if (e->ids)
@@ -1075,6 +1095,7 @@ static void model_release(struct eng_model *m)
 	win_model_free(m->win);
 	lbl_free(m->labels);
 	lat_free(m->latest);
+	rsig_free(m->stream);
 	free(m->name);
 	free(m);
 }
@@ -1149,16 +1170,41 @@ static bool same_shape(const struct conf_model *a, const struct conf_model *b)
 	return true;
 }
 
-/* Window sizes, interval, slice cap and seed apply to the running model. */
+/* Whether the streaming detectors of CFG differ from those running: new
+ * detectors, signals or parameters start every slice's detectors over. */
+static bool stream_changed(const struct eng_model *m, const struct conf_model *cfg)
+{
+	struct rsig_params p = rsig_params_of(cfg);
+
+	if (!m->stream)
+		return cfg->stream_detectors != 0;
+	return !cfg->stream_detectors || !rsig_same_params(rsig_params(m->stream), &p);
+}
+
+/* Window sizes, interval, slice cap and seed apply to the running model;
+ * streaming detectors start over when their settings changed. */
 static int model_update(struct eng_model *m, const struct conf_model *cfg)
 {
 	struct win_params wp = win_params_of(cfg);
+	bool restart = stream_changed(m, cfg);
+	struct rsig_model *fresh = NULL;
 
-	if (win_model_update(m->win, &wp) < 0)
+	if (restart && stream_new(cfg, &fresh) < 0)
 		return -ENOMEM;
-	if (cfg->window_interval_us != m->cfg->window_interval_us &&
-	    arm_tick(m, cfg->window_interval_us) < 0)
+	if (win_model_update(m->win, &wp) < 0 ||
+	    (cfg->window_interval_us != m->cfg->window_interval_us &&
+	     arm_tick(m, cfg->window_interval_us) < 0)) {
+		rsig_free(fresh);
 		return -ENOMEM;
+	}
+	if (restart) {
+		rsig_free(m->stream);
+		m->stream = fresh;
+		log_info("model %s: streaming detectors %s", m->name,
+			 fresh ? "reconfigured: every slice's start over" : "off");
+	} else if (m->stream) {
+		rsig_set_interval(m->stream, cfg->stream_alarm_interval_us);
+	}
 	return 0;
 }
 
@@ -1210,21 +1256,200 @@ static int64_t label_classes(const struct conf_model *cfg)
 	return cfg->scores_width > 1 ? cfg->scores_width : 2;
 }
 
-static bool takes_labels(const struct conf_model *cfg)
+static bool calibrates(const struct conf_model *cfg)
 {
 	return cfg->scores_width && (cfg->detectors & CONF_DET_CALIBRATION);
 }
 
+/* The error signal of the streaming detectors needs labels too. */
+static bool takes_labels(const struct conf_model *cfg)
+{
+	return calibrates(cfg) ||
+	       (cfg->scores_width && cfg->stream_detectors &&
+		(cfg->stream_signals & CONF_SIGNAL_ERROR));
+}
+
+/* ---- streaming detectors ---- */
+
+static int64_t new_alarm_id(void)
+{
+	static uint64_t fallback;
+	uint64_t id;
+
+	/* Random like reference set ids: unique across restarts and daemons
+	 * sharing a database without a round trip. */
+	if (getrandom(&id, sizeof(id), GRND_NONBLOCK) != sizeof(id)) {
+		fallback += 0x9e3779b97f4a7c15ULL;
+		id = fallback ^ mono_us() * 0xbf58476d1ce4e5b9ULL;
+	}
+	id &= INT64_MAX;
+	return id ? (int64_t)id : 1;
+}
+
+static void log_alarm(const struct eng_model *m, const struct rsig_alarm *a)
+{
+	struct log_ctx ctx = {
+		.model = m->name,
+		.slice = a->slice,
+		.window_id = -1,
+		.event = "stream_alarm",
+		.message_id = LOG_MID_STREAM,
+	};
+
+	log_event(a->suppressed ? LOG_LVL_INFO : LOG_LVL_NOTICE, &ctx,
+		  "model %s slice %s: stream alarm: %s on %s, mean %s from %.4g "
+		  "to %.4g (%llu and %llu records, statistic %.4g)%s", m->name,
+		  a->slice, rsig_detector_name(a->detector),
+		  rsig_signal_name(a->signal), a->up ? "up" : "down",
+		  a->mean_before, a->mean_after, (unsigned long long)a->n_before,
+		  (unsigned long long)a->n_after, a->statistic,
+		  a->suppressed ? ", not recorded (stream.alarm_interval)" : "");
+}
+
+static struct store_stream_alarm alarm_row(const struct rsig_alarm *a,
+					   const char *params)
+{
+	return (struct store_stream_alarm){
+		.id = new_alarm_id(),
+		.slice = a->slice,
+		.detector = rsig_detector_name(a->detector),
+		.signal = rsig_signal_name(a->signal),
+		.records_seen = a->seen,
+		.statistic = a->statistic,
+		.threshold = a->threshold,
+		.up = a->up,
+		.n_before = a->n_before,
+		.n_after = a->n_after,
+		.mean_before = a->mean_before,
+		.mean_after = a->mean_after,
+		.params = params,
+	};
+}
+
+/* The alarms one record or label raised, each slice's together: logged,
+ * counted, and the recorded ones written with their stream.alarm event in
+ * one statement. */
+static void stream_alarms(struct eng_model *m, const struct rsig_alarm *a,
+			  size_t n, int64_t now_us)
+{
+	struct store_stream_alarm rows[RSIG_MAX_ALARMS];
+	struct store_stream_alarms w = { .model = m->name, .detected_us = now_us,
+					 .alarms = rows };
+	char params[RSIG_DETECTORS][256];
+	struct hookev_batch *hb;
+	size_t i, first = 0;
+	int err = 0;
+
+	for (i = 0; i < RSIG_DETECTORS; i++)
+		rsig_params_json(rsig_params(m->stream), (enum rsig_detector)i,
+				 params[i], sizeof(params[i]));
+	for (i = 0; i < n; i++) {
+		log_alarm(m, &a[i]);
+		if (a[i].suppressed) {
+			m->stream_suppressed[a[i].detector][a[i].signal]++;
+			continue;
+		}
+		m->stream_alarms[a[i].detector][a[i].signal]++;
+		rows[w.n++] = alarm_row(&a[i], params[a[i].detector]);
+	}
+	if (!w.n)
+		return;
+	hb = hookev_batch_new(m->eng->conf, m->name, now_us);
+	for (i = 1; i <= w.n; i++)
+		if (i == w.n || strcmp(rows[i].slice, rows[first].slice)) {
+			err |= hookev_add_stream(hb, rows[first].slice, now_us,
+						 rows + first, i - first);
+			first = i;
+		}
+	err |= hookev_take(hb, &w.events, &w.n_events);
+	if (err < 0)
+		log_err("model %s: out of memory building its stream.alarm "
+			"event; some slices may be missing from it", m->name);
+	if (store_put_stream_alarms(m->eng->store, &w) < 0)
+		log_err("model %s: %zu stream alarms not recorded: database "
+			"unreachable and spill journal full", m->name, w.n);
+	hookev_batch_free(hb);
+}
+
+/* The detectors of slice KEY; with CREATE, made when missing. */
+static struct rsig_slice *stream_slice(struct eng_model *m, const char *key,
+				       bool create)
+{
+	struct rsig_slice *sl = rsig_slice(m->stream, key, create);
+
+	if (!sl && create && !m->stream_oom_logged) {
+		m->stream_oom_logged = true;
+		log_err("model %s slice %s: out of memory for its streaming "
+			"detectors; its records are not watched", m->name, key);
+	}
+	return sl;
+}
+
+/* Feeds the score and the error indicator (NaN: no label) to the
+ * detectors of SL[0..n), each slice's signals together. */
+static void stream_feed(struct eng_model *m, struct rsig_slice *const *sl,
+			size_t n, double score, double error, int64_t now_us)
+{
+	struct rsig_alarm a[RSIG_MAX_ALARMS];
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!sl[i])
+			continue;
+		k += rsig_feed(m->stream, sl[i], RSIG_SCORE, score, now_us, a + k);
+		k += rsig_feed(m->stream, sl[i], RSIG_ERROR, error, now_us, a + k);
+	}
+	if (k)
+		stream_alarms(m, a, k, now_us);
+}
+
+/* A live record the windows took: its score, and the error of an inline
+ * label, in "*" and in its own slice (which exists now, so it counts
+ * against max_slices like the windows' slices). */
+static void stream_record(struct eng_model *m, const struct record *r,
+			  int64_t now_us)
+{
+	struct rsig_slice *sl[2] = { NULL, NULL };
+	char key[WIN_SLICE_KEY_MAX];
+	unsigned k = m->cfg->scores_width;
+
+	if (!m->stream || r->role != REC_LIVE)
+		return;
+	sl[0] = stream_slice(m, WIN_WHOLE_MODEL, true);
+	if (m->cfg->n_slice_by && win_record_slice(m->win, r, key) == 0)
+		sl[1] = stream_slice(m, key, true);
+	stream_feed(m, sl, 2, rsig_score(r->scores, k),
+		    r->has_label ? rsig_error(r->scores, k, r->label) : NO_VALUE,
+		    now_us);
+}
+
+/* A label joined to its record's SCORES: the error in "*" and in SLICE,
+ * unless the slice went (idle expiry) since. */
+static void stream_label(struct eng_model *m, const char *slice,
+			 const float *scores, int64_t label, int64_t now_us)
+{
+	struct rsig_slice *sl[2] = { NULL, NULL };
+
+	if (!m->stream)
+		return;
+	sl[0] = stream_slice(m, WIN_WHOLE_MODEL, true);
+	if (strcmp(slice, WIN_WHOLE_MODEL))
+		sl[1] = stream_slice(m, slice, false);
+	stream_feed(m, sl, 2, NO_VALUE,
+		    rsig_error(scores, m->cfg->scores_width, label), now_us);
+}
+
 /* A label sent on its own meets the scored record waiting for it. */
 static enum rec_err join_label(struct eng_model *m, const struct record *r,
-			       char *msg, size_t msglen)
+			       int64_t now_us, char *msg, size_t msglen)
 {
 	float scores[REC_MAX_SCORES];
 	char slice[WIN_SLICE_KEY_MAX];
 
 	if (!takes_labels(m->cfg)) {
 		snprintf(msg, msglen, "model %s takes no labels (it needs "
-			 "scores.width and the calibration detector)", m->name);
+			 "scores.width and the calibration detector or the "
+			 "error signal of stream.detectors)", m->name);
 		return REC_ERR_UNSUPPORTED;
 	}
 	if (!r->id) {
@@ -1245,12 +1470,14 @@ static enum rec_err join_label(struct eng_model *m, const struct record *r,
 			 "older than labels.ttl)", r->id);
 		return REC_ERR_UNKNOWN_ID;
 	}
-	if (win_add_labeled(m->win, slice, scores, r->label) < 0) {
+	if (calibrates(m->cfg) &&
+	    win_add_labeled(m->win, slice, scores, r->label) < 0) {
 		m->labels_unmatched++;
 		snprintf(msg, msglen, "the slice of record \"%.64s\" is gone "
 			 "(idle expiry or reset)", r->id);
 		return REC_ERR_UNKNOWN_ID;
 	}
+	stream_label(m, slice, scores, r->label, now_us);
 	m->labels_joined++;
 	return REC_OK;
 }
@@ -1313,7 +1540,7 @@ enum rec_err eng_ingest(struct eng *e, const struct record *r, int64_t now_us,
 		return REC_ERR_UNKNOWN_MODEL;
 	}
 	if (!r->embedding && r->has_label)
-		return join_label(m, r, msg, msglen);
+		return join_label(m, r, now_us, msg, msglen);
 	if (!r->embedding) {
 		snprintf(msg, msglen, "record has no embedding");
 		return REC_ERR_MISSING_EMBEDDING;
@@ -1338,6 +1565,7 @@ enum rec_err eng_ingest(struct eng *e, const struct record *r, int64_t now_us,
 	case REC_OK:
 		m->records++;
 		await_label(m, r, now_us);
+		stream_record(m, r, now_us);
 		break;
 	case REC_ERR_TOO_MANY_SLICES:
 		m->slices_refused++;
@@ -1409,6 +1637,8 @@ static void on_slice_expired(void *arg, const char *slice,
 	x->m->slices_expired++;
 	log_info("model %s slice %s: idle for slice.idle_timeout, dropped",
 		 x->m->name, slice);
+	if (x->m->stream)
+		rsig_forget(x->m->stream, slice);
 	if (ref && store_retire_references(x->e->store, x->m->name, slice,
 					   x->now, "expired") < 0)
 		log_err("model %s slice %s: retiring its reference not queued",
@@ -1456,6 +1686,8 @@ int eng_reset_references(struct eng *e, const char *model)
 	/* Predictions of the old model version no longer count. */
 	lbl_free(m->labels);
 	m->labels = fresh;
+	if (m->stream)
+		rsig_reset(m->stream);
 	m->resets++;
 	if (store_retire_references(e->store, m->name, NULL, wall_us(),
 				    "reset") < 0)
@@ -1577,8 +1809,14 @@ void eng_foreach_model(const struct eng *e,
 			.labels_unmatched = m->labels_unmatched,
 			.labels_expired = m->labels_expired,
 			.labels_evicted = m->labels_evicted,
+			.stream_detectors = m->stream ? rsig_params(m->stream)->detectors : 0,
+			.stream_signals = m->stream ? rsig_params(m->stream)->signals : 0,
+			.stream_bytes = m->stream ? rsig_memory(m->stream) : 0,
 		};
 
+		memcpy(mi.stream_alarms, m->stream_alarms, sizeof(mi.stream_alarms));
+		memcpy(mi.stream_suppressed, m->stream_suppressed,
+		       sizeof(mi.stream_suppressed));
 		fn(arg, &mi);
 	}
 }

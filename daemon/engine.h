@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "recsig.h"
 #include "record.h"
 
 struct conf;
@@ -40,7 +41,9 @@ int eng_reconfigure(struct eng *e, const struct conf *c);
  * record has no ts.  A record without embedding but with an id and a label
  * is joined with the scored record of that id still waiting for it.  Live
  * records are refused (overloaded) while the store cannot keep new
- * windows.  On refusal writes the reason to msg. */
+ * windows.  On refusal writes the reason to msg.  A live scored record,
+ * and a label joined, also feed the model's streaming detectors (their
+ * alarms are written and sent at once, not with a window). */
 enum rec_err eng_ingest(struct eng *e, const struct record *r, int64_t now_us,
 			char *msg, size_t msglen);
 
@@ -86,6 +89,11 @@ struct eng_model_info {
 	size_t labels_pending;
 	uint64_t labels_joined, labels_unmatched, labels_expired,
 		 labels_evicted;
+	/* streaming detectors: none when stream_detectors is 0 */
+	unsigned stream_detectors, stream_signals;	/* CONF_STREAM_*, CONF_SIGNAL_* */
+	uint64_t stream_alarms[RSIG_DETECTORS][RSIG_SIGNALS];	/* recorded */
+	uint64_t stream_suppressed[RSIG_DETECTORS][RSIG_SIGNALS];	/* alarm_interval */
+	size_t stream_bytes;
 };
 /* Calls FN for each live model, in config order. */
 void eng_foreach_model(const struct eng *e,

@@ -232,6 +232,52 @@ static void label_family(struct evbuffer *b, const struct model_list *ml)
 	}
 }
 
+/* Streaming alarms per model, detector and signal: few series whatever
+ * the slices (their alarms per slice are in driftd.stream_alarm_history). */
+static void stream_families(struct evbuffer *b, const struct model_list *ml)
+{
+	static const unsigned det_flags[RSIG_DETECTORS] = {
+		[RSIG_PH] = CONF_STREAM_PH, [RSIG_ADWIN] = CONF_STREAM_ADWIN,
+	};
+	static const unsigned sig_flags[RSIG_SIGNALS] = {
+		[RSIG_SCORE] = CONF_SIGNAL_SCORE, [RSIG_ERROR] = CONF_SIGNAL_ERROR,
+	};
+	static const struct { const char *name, *help; } f[] = {
+		{ "driftd_stream_alarms_total",
+		  "Streaming detector alarms recorded, per detector and signal." },
+		{ "driftd_stream_alarms_suppressed_total",
+		  "Streaming detector alarms within stream.alarm_interval of the previous one: counted only." },
+	};
+
+	for (size_t k = 0; k < 2; k++) {
+		prom_family(b, f[k].name, "counter", f[k].help);
+		for (size_t i = 0; i < ml->n; i++) {
+			const struct eng_model_info *mi = &ml->m[i];
+
+			for (int d = 0; d < RSIG_DETECTORS; d++)
+				for (int g = 0; g < RSIG_SIGNALS; g++) {
+					if (!(mi->stream_detectors & det_flags[d]) ||
+					    !(mi->stream_signals & sig_flags[g]))
+						continue;
+					prom_sample(b, f[k].name, (double)(k ?
+						    mi->stream_suppressed[d][g] :
+						    mi->stream_alarms[d][g]),
+						    "model", mi->name, "detector",
+						    rsig_detector_name((enum rsig_detector)d),
+						    "signal",
+						    rsig_signal_name((enum rsig_signal)g), NULL);
+				}
+		}
+	}
+	prom_family(b, "driftd_stream_state_bytes", "gauge",
+		    "Bytes of streaming detector state per model.");
+	for (size_t i = 0; i < ml->n; i++)
+		if (ml->m[i].stream_detectors)
+			prom_sample(b, "driftd_stream_state_bytes",
+				    (double)ml->m[i].stream_bytes, "model",
+				    ml->m[i].name, NULL);
+}
+
 static void model_families(struct evbuffer *b, const struct model_list *ml)
 {
 	static const struct { const char *name, *type, *help; } f[] = {
@@ -276,6 +322,7 @@ static void model_families(struct evbuffer *b, const struct model_list *ml)
 		}
 	}
 	label_family(b, ml);
+	stream_families(b, ml);
 }
 
 /* Per-slice series, capped per model by [listen] metrics_max_slices. */

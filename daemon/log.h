@@ -19,6 +19,7 @@ enum log_level { LOG_LVL_ERR = 3, LOG_LVL_WARNING = 4, LOG_LVL_NOTICE = 5,
  * `journalctl MESSAGE_ID=...` finds every such event. */
 #define LOG_MID_DRIFT  "72ebbb5d277647eeae00b1957000c594"	/* a window drifted */
 #define LOG_MID_WINDOW "a86ddf065f3c4a5483dbcb11ebbcfd52"	/* a window without drift */
+#define LOG_MID_STREAM "03aab40defd542ffb1ebb6e1a8262189"	/* a streaming detector alarmed */
 
 /* What a message is about; NULL fields and window_id < 0 are left out. */
 struct log_ctx {
