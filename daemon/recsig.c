@@ -124,23 +124,35 @@ bool rsig_same_params(const struct rsig_params *a, const struct rsig_params *b)
 	       a->adwin.min_window == b->adwin.min_window;
 }
 
+/* The shortest of %.15g and %.17g that reads back as V: 0.025, not
+ * 0.025000000000000001. */
+static const char *shortest(double v, char buf[32])
+{
+	snprintf(buf, 32, "%.15g", v);
+	if (strtod(buf, NULL) != v)
+		snprintf(buf, 32, "%.17g", v);
+	return buf;
+}
+
 const char *rsig_params_json(const struct rsig_params *p,
 			     enum rsig_detector d, char *buf, size_t len)
 {
 	static const char *const dirs[] = {
 		[STREAM_UP] = "up", [STREAM_DOWN] = "down", [STREAM_BOTH] = "both",
 	};
+	char a[32], b[32], c[32];
 
 	if (d == RSIG_PH)
-		snprintf(buf, len, "{\"delta\":%.17g,\"threshold\":%.17g,"
-			 "\"min_samples\":%u,\"forget\":%.17g,\"direction\":\"%s\"}",
-			 p->ph.delta, p->ph.threshold, p->ph.min_samples,
-			 p->ph.forget, dirs[p->ph.dir & STREAM_BOTH]);
+		snprintf(buf, len, "{\"delta\":%s,\"threshold\":%s,"
+			 "\"min_samples\":%u,\"forget\":%s,\"direction\":\"%s\"}",
+			 shortest(p->ph.delta, a), shortest(p->ph.threshold, b),
+			 p->ph.min_samples, shortest(p->ph.forget, c),
+			 dirs[p->ph.dir & STREAM_BOTH]);
 	else
-		snprintf(buf, len, "{\"delta\":%.17g,\"clock\":%u,"
-			 "\"max_buckets\":%u,\"min_window\":%u}", p->adwin.delta,
-			 p->adwin.clock, p->adwin.max_buckets,
-			 p->adwin.min_window);
+		snprintf(buf, len, "{\"delta\":%s,\"clock\":%u,"
+			 "\"max_buckets\":%u,\"min_window\":%u}",
+			 shortest(p->adwin.delta, a), p->adwin.clock,
+			 p->adwin.max_buckets, p->adwin.min_window);
 	return buf;
 }
 

@@ -267,7 +267,7 @@ static void test_full_file(void **state)
     assert_true(m->stream_ph_delta == 0.05);
     assert_true(m->stream_ph_threshold == 20.0);
     assert_int_equal(m->stream_ph_min_samples, 100);
-    assert_true(m->stream_ph_forget == 1.0);
+    assert_true(m->stream_ph_forget == 0.999);
     assert_int_equal(m->stream_ph_direction, CONF_DIR_UP);
     assert_true(m->stream_adwin_delta == 0.0001);
     assert_int_equal(m->stream_adwin_clock, 1);
@@ -379,10 +379,10 @@ static void test_defaults(void **state)
     assert_true(m->calibration_brier_margin == 0.05);
     assert_int_equal(m->stream_detectors, 0);
     assert_int_equal(m->stream_signals, CONF_SIGNAL_SCORE | CONF_SIGNAL_ERROR);
-    assert_true(m->stream_ph_delta == 0.005);
+    assert_true(m->stream_ph_delta == 0.025);
     assert_true(m->stream_ph_threshold == 50.0);
     assert_int_equal(m->stream_ph_min_samples, 30);
-    assert_true(m->stream_ph_forget == 0.9999);
+    assert_true(m->stream_ph_forget == 1.0);
     assert_int_equal(m->stream_ph_direction, CONF_DIR_BOTH);
     assert_true(m->stream_adwin_delta == 0.002);
     assert_int_equal(m->stream_adwin_clock, 32);

@@ -77,16 +77,22 @@ static void test_params(void **state)
 	(void)state;
 	assert_int_equal(p.detectors, CONF_STREAM_PH | CONF_STREAM_ADWIN);
 	assert_int_equal(p.signals, CONF_SIGNAL_SCORE | CONF_SIGNAL_ERROR);
-	assert_true(p.ph.threshold == 7.5 && p.ph.delta == 0.005);
+	assert_true(p.ph.threshold == 7.5 && p.ph.delta == 0.025);
 	assert_int_equal(p.ph.dir, STREAM_UP);
 	assert_int_equal(p.adwin.clock, 8);
 	assert_string_equal(rsig_params_json(&p, RSIG_PH, buf, sizeof buf),
-			    "{\"delta\":0.0050000000000000001,\"threshold\":7.5,"
-			    "\"min_samples\":30,\"forget\":0.99990000000000001,"
+			    "{\"delta\":0.025,\"threshold\":7.5,"
+			    "\"min_samples\":30,\"forget\":1,"
 			    "\"direction\":\"up\"}");
 	assert_string_equal(rsig_params_json(&p, RSIG_ADWIN, buf, sizeof buf),
 			    "{\"delta\":0.002,\"clock\":8,\"max_buckets\":5,"
 			    "\"min_window\":5}");
+	/* A value without a short spelling keeps all its digits. */
+	q.adwin.delta = 0.1 + 0.2;
+	assert_string_equal(rsig_params_json(&q, RSIG_ADWIN, buf, sizeof buf),
+			    "{\"delta\":0.30000000000000004,\"clock\":8,"
+			    "\"max_buckets\":5,\"min_window\":5}");
+	q = p;
 	assert_true(rsig_same_params(&p, &q));
 	q.adwin.min_window = 6;
 	assert_false(rsig_same_params(&p, &q));
