@@ -6,7 +6,7 @@
  *
  * Pure data structure: no I/O, no event loop, no logging; loop thread
  * only.  A slice's state is one allocation made when the slice is first
- * fed (ADWIN's ~17 KB per signal only when ADWIN is configured); feeding
+ * fed (ADWIN's ~18 KB per signal only when ADWIN is configured); feeding
  * a value allocates nothing.  Times are unix µs.  Errors: NULL or a
  * negative errno, as stated per function. */
 #ifndef DRIFTD_RECSIG_H
