@@ -404,7 +404,7 @@ static void adwin_alarm(struct watch *w, struct rsig_alarm *a)
 	a->detector = RSIG_ADWIN;
 	a->seen = w->adwin_seen;
 	a->statistic = fabs(c->mean_after - c->mean_before);
-	a->threshold = NAN;
+	a->threshold = (double)NAN;
 	a->up = c->mean_after > c->mean_before;
 	a->n_before = c->n_before;
 	a->n_after = c->n_after;

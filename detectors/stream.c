@@ -25,8 +25,8 @@ static void ph_record(struct stream_ph *s, enum stream_dir dir, double stat,
 		.n = s->n,
 		.statistic = stat,
 		.change_at = at,
-		.mean_before = at ? at_sum / (double)at : NAN,
-		.mean_after = rest ? (s->sum - at_sum) / (double)rest : NAN,
+		.mean_before = at ? at_sum / (double)at : (double)NAN,
+		.mean_after = rest ? (s->sum - at_sum) / (double)rest : (double)NAN,
 	};
 }
 
