@@ -115,7 +115,7 @@ bool stream_adwin_init(struct stream_adwin *a,
 
 static double bucket_size(unsigned row)
 {
-	return ldexp(1.0, (int)row);
+	return (double)(UINT64_C(1) << row);	/* row < STREAM_ADWIN_ROWS = 64 */
 }
 
 /* Sum of squared deviations of the union of two groups. */
@@ -192,22 +192,42 @@ static void drop_oldest(struct stream_adwin *a)
 		a->used_rows--;
 }
 
-/* Whether the split after the n0 oldest values (sum t0) is a change. */
-static bool is_cut(const struct stream_adwin *a, double n0, double t0)
-{
-	double n = (double)a->width, n1 = n - n0;
-	double h = 1.0 / (1.0 / n0 + 1.0 / n1);
-	double log_term = log(2.0 * n / a->p.delta);
-	double eps = sqrt(2.0 / h * (a->variance / n) * log_term) +
-		     2.0 / (3.0 * h) * log_term;
+/* The cut test of one check: the window's size, sum, and the two
+ * constants of the bound, which depend only on the whole window. */
+struct cut_test {
+	double n, total;
+	double var_term;	/* 2 · σ²_W · ln(2/δ') */
+	double lin_term;	/* 2/3 · ln(2/δ') */
+};
 
-	return fabs(t0 / n0 - (a->total - t0) / n1) > eps;
+static struct cut_test cut_test_of(const struct stream_adwin *a)
+{
+	double n = (double)a->width, log_term = log(2.0 * n / a->p.delta);
+
+	return (struct cut_test){
+		.n = n,
+		.total = a->total,
+		.var_term = 2.0 * (a->variance / n) * log_term,
+		.lin_term = 2.0 / 3.0 * log_term,
+	};
+}
+
+/* Whether the split after the n0 oldest values (sum t0) is a change:
+ * |mean0 - mean1| > sqrt(var_term / h) + lin_term / h, 1/h = 1/n0 + 1/n1,
+ * compared squared so that a check costs no square root per split. */
+static bool is_cut(const struct cut_test *c, double n0, double t0)
+{
+	double n1 = c->n - n0, inv_h = 1.0 / n0 + 1.0 / n1;
+	double gap = fabs(t0 / n0 - (c->total - t0) / n1) - c->lin_term * inv_h;
+
+	return gap > 0.0 && gap * gap > c->var_term * inv_h;
 }
 
 /* Walks the splits from the oldest end; true at the first cut. */
 static bool find_cut(const struct stream_adwin *a)
 {
 	double n0 = 0.0, t0 = 0.0, min = (double)a->p.min_window;
+	struct cut_test c = cut_test_of(a);
 
 	for (unsigned r = a->used_rows; r-- > 0;)
 		for (unsigned b = 0; b < a->count[r]; b++) {
@@ -215,7 +235,7 @@ static bool find_cut(const struct stream_adwin *a)
 			t0 += a->rows[r][b].total;
 			if ((double)a->width - n0 < min)
 				return false;
-			if (n0 >= min && is_cut(a, n0, t0))
+			if (n0 >= min && is_cut(&c, n0, t0))
 				return true;
 		}
 	return false;
