@@ -8,12 +8,15 @@
  *                   [REPEATS]]
  *   bench_detectors ks FILE N M D
  *   bench_detectors power N D SHIFT PROJ TRIALS PERMUTATIONS
+ *   bench_detectors stream N
  * FILE holds (N + M) x D float32 rows, reference first. PROJ > 0 projects
  * to PROJ dimensions first (timed with the test). Times are the best of
  * REPEATS runs (default 3); with REPEATS = 1 the kernel step of mmd and
  * energy (B = 0) is not timed separately. `power` draws its own
  * Gaussian samples (window shifted by SHIFT in every coordinate) and
- * reports the MMD rejection rate at 0.05 and the mean time.
+ * reports the MMD rejection rate at 0.05 and the mean time. `stream`
+ * feeds N uniform values, one at a time, to Page-Hinkley and to ADWIN with
+ * the daemon's default parameters and reports ns per value of each.
  *
  * Times are CPU time of the process (CLOCK_PROCESS_CPUTIME_ID): with BLAS
  * on one thread (OPENBLAS_NUM_THREADS=1, as the driver sets) that is the
@@ -32,6 +35,7 @@
 #include "mmd.h"
 #include "projection.h"
 #include "rng.h"
+#include "stream.h"
 
 #define REPEATS 3
 
@@ -237,6 +241,34 @@ static void run_power(size_t n, size_t d, double shift, size_t proj,
 	free(y);
 }
 
+static void run_stream(size_t n)
+{
+	struct stream_ph_params pp = { .delta = 0.025, .threshold = 50.0, .forget = 1.0 };
+	struct stream_ph ph;
+	struct stream_adwin *a = malloc(sizeof *a);
+	double *x = malloc(n * sizeof *x), t0, t_ph, t_adwin;
+	size_t alarms = 0;
+	struct rng r;
+
+	if (!a || !x || !n || !stream_ph_init(&ph, &pp) || !stream_adwin_init(a, NULL))
+		die("stream", -ENOMEM);
+	rng_init(&r, 2026, 0);
+	for (size_t i = 0; i < n; i++)
+		x[i] = rng_uniform(&r);
+	t0 = now();
+	for (size_t i = 0; i < n; i++)
+		alarms += stream_ph_update(&ph, x[i]);
+	t_ph = now() - t0;
+	t0 = now();
+	for (size_t i = 0; i < n; i++)
+		alarms += stream_adwin_update(a, x[i]);
+	t_adwin = now() - t0;
+	printf("{\"page_hinkley_ns\": %.1f, \"adwin_ns\": %.1f, \"alarms\": %zu}\n",
+	       t_ph / (double)n * 1e9, t_adwin / (double)n * 1e9, alarms);
+	free(a);
+	free(x);
+}
+
 static size_t arg(const char *s)
 {
 	return (size_t)strtoull(s, NULL, 10);
@@ -248,6 +280,10 @@ int main(int argc, char **argv)
 		run_power(arg(argv[2]), arg(argv[3]), strtod(argv[4], NULL),
 			  arg(argv[5]), (unsigned)arg(argv[6]),
 			  (unsigned)arg(argv[7]));
+		return 0;
+	}
+	if (argc == 3 && !strcmp(argv[1], "stream")) {
+		run_stream(arg(argv[2]));
 		return 0;
 	}
 	if (argc < 6) {
