@@ -1413,7 +1413,9 @@ static void stream_record(struct eng_model *m, const struct record *r,
 	char key[WIN_SLICE_KEY_MAX];
 	unsigned k = m->cfg->scores_width;
 
-	if (!m->stream || r->role != REC_LIVE)
+	/* Watching errors only, a record without its label feeds nothing. */
+	if (!m->stream || r->role != REC_LIVE ||
+	    (!r->has_label && !(rsig_params(m->stream)->signals & CONF_SIGNAL_SCORE)))
 		return;
 	sl[0] = stream_slice(m, WIN_WHOLE_MODEL, true);
 	if (m->cfg->n_slice_by && win_record_slice(m->win, r, key) == 0)

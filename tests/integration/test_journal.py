@@ -5,8 +5,9 @@ itself in a private mount namespace, where tmpfs hides /run/systemd and
 journald's stdout stream exactly as systemd does for a service (stream
 header, JOURNAL_STREAM=DEV:INODE).  Then journalctl finds drift events by
 MESSAGE_ID with their MODEL, SLICE, WINDOW_ID, EVENT, PRIORITY and CODE_*
-fields; with a JOURNAL_STREAM that does not match stderr, the same
-messages arrive as plain "<N>"-prefixed lines."""
+fields, and streaming alarms likewise (without WINDOW_ID); with a
+JOURNAL_STREAM that does not match stderr, the same messages arrive as
+plain "<N>"-prefixed lines."""
 
 import json
 import os
@@ -29,6 +30,7 @@ from driftd_harness import Env, model_section, record  # noqa: E402
 
 MID_DRIFT = "72ebbb5d277647eeae00b1957000c594"
 MID_WINDOW = "a86ddf065f3c4a5483dbcb11ebbcfd52"
+MID_STREAM = "03aab40defd542ffb1ebb6e1a8262189"
 JOURNAL_DIR = "/run/log/journal"
 DIM = 8
 
@@ -104,18 +106,22 @@ class Journal(unittest.TestCase):
             cls.journald.terminate()
             cls.journald.wait(10)
 
-    def run_daemon(self, model, journal_stream):
-        """Feeds model MODEL a drifting slice (eu) and a calm one (us)."""
-        d = self.env.driftd(model_section(model, DIM, slice_by="region",
-                                          reference=100, window=100,
-                                          permutations=200))
+    def journald_daemon(self, models, journal_stream):
+        d = self.env.driftd(models)
         stream = stream_to_journald("driftd")
         self.addCleanup(stream.close)
         st = os.fstat(stream.fileno())
         d.stderr = stream.fileno()
         d.env["JOURNAL_STREAM"] = journal_stream or f"{st.st_dev}:{st.st_ino}"
         self.addCleanup(d.close)
-        d.start()
+        return d.start()
+
+    def run_daemon(self, model, journal_stream):
+        """Feeds model MODEL a drifting slice (eu) and a calm one (us)."""
+        d = self.journald_daemon(model_section(model, DIM, slice_by="region",
+                                               reference=100, window=100,
+                                               permutations=200),
+                                 journal_stream)
         rng = np.random.default_rng(8)
 
         def rows(n, region, shift):
@@ -158,6 +164,25 @@ class Journal(unittest.TestCase):
         self.assertEqual((ready[-1]["PRIORITY"], ready[-1]["CODE_FILE"]),
                          ("5", "daemon/main.c"))
         self.assertNotIn("MODEL", ready[-1])
+
+    def test_stream_alarm_fields(self):
+        d = self.journald_daemon(model_section(
+            "streamed", DIM, slice_by="region", reference=50, window=100000,
+            extra="scores.width = 1\nstream.detectors = page_hinkley\n"), None)
+        rng = np.random.default_rng(9)
+        d.send_lines([record("streamed", rng.normal(size=DIM), {"region": "eu"},
+                             scores=[0.2 if i < 500 else 0.6]) for i in range(800)])
+        self.assertEqual(d.stop(), 0)
+        alarms = wait_entries(1, MESSAGE_ID=MID_STREAM, MODEL="streamed",
+                              SLICE="region=eu")
+        self.assertEqual(len(alarms), 1, alarms)
+        e = alarms[0]
+        self.assertEqual((e["EVENT"], e["PRIORITY"], e["CODE_FUNC"]),
+                         ("stream_alarm", "5", "log_alarm"))
+        self.assertNotIn("WINDOW_ID", e)
+        self.assertTrue(e["MESSAGE"].startswith(
+            "model streamed slice region=eu: stream alarm: page_hinkley on "
+            "score, mean up from 0.2 to 0.6"), e)
 
     def test_plain_lines_when_stream_does_not_match(self):
         self.run_daemon("plain", "1:1")
