@@ -1426,7 +1426,8 @@ static void stream_record(struct eng_model *m, const struct record *r,
 }
 
 /* A label joined to its record's SCORES: the error in "*" and in SLICE,
- * unless the slice went (idle expiry) since. */
+ * unless the slice went (idle expiry) since.  Its detectors may not exist
+ * yet: records without a label feed nothing when only errors are watched. */
 static void stream_label(struct eng_model *m, const char *slice,
 			 const float *scores, int64_t label, int64_t now_us)
 {
@@ -1435,8 +1436,8 @@ static void stream_label(struct eng_model *m, const char *slice,
 	if (!m->stream)
 		return;
 	sl[0] = stream_slice(m, WIN_WHOLE_MODEL, true);
-	if (strcmp(slice, WIN_WHOLE_MODEL))
-		sl[1] = stream_slice(m, slice, false);
+	if (strcmp(slice, WIN_WHOLE_MODEL) && win_state(m->win, slice))
+		sl[1] = stream_slice(m, slice, true);
 	stream_feed(m, sl, 2, NO_VALUE,
 		    rsig_error(scores, m->cfg->scores_width, label), now_us);
 }
