@@ -3,8 +3,10 @@
  * HELLO, RECORDS and LABELS payloads) into struct record, and encodes what
  * the daemon answers (WELCOME, ACK, ERROR, SUMMARY) into a byte buffer.
  * One decoder per connection, not shared between threads; a decoded record
- * borrows from the decoder until its next call.  Every integer on the wire
- * is little-endian. */
+ * borrows its strings and scores from the decoder until its next call, and
+ * its embedding from the payload (on a little-endian host the values are
+ * used where they lie, unaligned).  Every integer on the wire is
+ * little-endian. */
 #ifndef DRIFTD_FRAME_H
 #define DRIFTD_FRAME_H
 

@@ -49,7 +49,11 @@ struct record {
 	bool has_ts;			/* false: arrival time stands in */
 	int64_t ts_us;			/* unix µs */
 	enum rec_role role;
-	const float *embedding;		/* NULL for a label-only record */
+	/* dim float32 values in host order, NULL for a label-only record.
+	 * Not necessarily aligned to a float: the binary decoder leaves them
+	 * where they lie in the frame, so read them with memcpy or
+	 * smp_store. */
+	const void *embedding;
 	unsigned dim;
 	const float *scores;		/* NULL when absent */
 	unsigned n_scores;

@@ -22,8 +22,8 @@ static inline size_t smp_width(enum smp_format f)
 
 /* Stores N finite float32 values of SRC at DST (N × width bytes) in
  * format F: float16 rounds to nearest, ties to even, after clamping to
- * ±65504. */
-void smp_store(enum smp_format f, void *dst, const float *src, size_t n);
+ * ±65504.  SRC need not be aligned to a float (records' embeddings). */
+void smp_store(enum smp_format f, void *dst, const void *src, size_t n);
 
 /* Loads N values stored in format F at SRC into DST as float32 (exact). */
 void smp_load(enum smp_format f, float *dst, const void *src, size_t n);

@@ -109,7 +109,8 @@ struct win_ref *win_ref_new(const char *slice, unsigned cap, unsigned dim,
 	r->format = format;
 	if (k) {
 		r->scores = r->data + rows;
-		r->labels = (const int64_t *)((const char *)r + labels_at);
+		r->labels = (const int64_t *)(const void *)((const char *)r +
+						     labels_at);
 	}
 	return r;
 }

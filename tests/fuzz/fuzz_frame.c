@@ -33,9 +33,14 @@ static void check_record(const struct record *r)
 		touch(r->id);
 	if ((r->embedding == NULL) != (r->dim == 0))
 		abort();
-	for (unsigned i = 0; i < r->dim; i++)
-		if (!isfinite(r->embedding[i]))
+	/* The embedding lies in the frame, not necessarily aligned. */
+	for (unsigned i = 0; i < r->dim; i++) {
+		float v;
+
+		memcpy(&v, (const char *)r->embedding + i * sizeof(v), sizeof(v));
+		if (!isfinite(v))
 			abort();
+	}
 	if ((r->scores == NULL) != (r->n_scores == 0) ||
 	    r->n_scores > REC_MAX_SCORES)
 		abort();

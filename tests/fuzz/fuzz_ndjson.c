@@ -41,8 +41,10 @@ static void check(enum rec_err e, const struct record *r, const char *msg)
 	if (r->embedding) {
 		if (r->dim == 0)
 			abort();
+		const float *v = r->embedding;	/* the parser's own array */
+
 		for (unsigned i = 0; i < r->dim; i++)
-			if (!isfinite(r->embedding[i]))
+			if (!isfinite(v[i]))
 				abort();
 	} else if (r->dim) {
 		abort();
@@ -73,7 +75,7 @@ static bool same_str(const char *a, const char *b)
 	return (!a && !b) || (a && b && !strcmp(a, b));
 }
 
-static bool same_floats(const float *a, const float *b, unsigned n)
+static bool same_floats(const void *a, const void *b, unsigned n)
 {
 	return (!a && !b) || (a && b && !memcmp(a, b, n * sizeof(float)));
 }

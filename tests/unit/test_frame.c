@@ -100,6 +100,7 @@ struct fx {
 	struct frm_decoder *d;
 	char msg[256];
 	struct frm_item it;
+	struct w payload;	/* the embedding of it.rec points into it */
 };
 
 static int setup(void **state)
@@ -122,23 +123,21 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* Decodes a one-record RECORDS payload made of W. */
+/* Decodes a one-record RECORDS payload made of W into f->it. */
 static enum rec_err decode_one(struct fx *f, uint8_t type, struct w *w)
 {
 	uint32_t count;
-	struct w p = { .n = 0 };
+	struct w *p = &f->payload;
 
-	w_le(&p, 1, 4);
-	w_bytes(&p, w->b, w->n);
-	assert_int_equal(frm_begin(f->d, type, p.b, p.n, &count, f->msg,
+	p->n = 0;
+	w_le(p, 1, 4);
+	w_bytes(p, w->b, w->n);
+	assert_int_equal(frm_begin(f->d, type, p->b, p->n, &count, f->msg,
 				   sizeof(f->msg)), FRM_OK);
 	assert_int_equal(count, 1);
 	assert_true(frm_next(f->d, &f->it, f->msg, sizeof(f->msg)));
 	assert_int_equal(f->it.first, 0);
 	assert_int_equal(f->it.span, 1);
-	/* The records are borrowed from the decoder, not from the payload:
-	 * scribbling over it must not change them. */
-	memset(p.b, 0xEE, p.n);
 	return f->it.err;
 }
 
@@ -282,6 +281,33 @@ static void test_minimal_record(void **state)
 	assert_false(f->it.rec.has_label);
 	assert_null(f->it.rec.scores);
 	assert_int_equal(f->it.rec.role, REC_LIVE);
+}
+
+/* Strings are copied into the decoder; the embedding stays in the payload
+ * (no copy on the hot path), wherever the strings before it leave it. */
+static void test_what_is_borrowed(void **state)
+{
+	struct fx *f = *state;
+	static const char *const labels[] = { "region", "eu" };
+	static const char *const ids[] = { "a", "ab", "abc", "abcd" };
+	struct rec_spec r = plain();
+	float v;
+
+	r.n_labels = 1;
+	r.labels = labels;
+	for (size_t k = 0; k < 4; k++) {
+		r.id = ids[k];
+		assert_int_equal(decode_spec(f, &r), REC_OK);
+		for (unsigned i = 0; i < 4; i++) {
+			memcpy(&v, (const char *)f->it.rec.embedding + 4 * i, 4);
+			assert_true(v == EMB[i]);
+		}
+		memset(f->payload.b, 0xEE, f->payload.n);
+		assert_string_equal(f->it.rec.model, "m");
+		assert_string_equal(f->it.rec.id, ids[k]);
+		assert_string_equal(f->it.rec.labels[0].value, "eu");
+		assert_memory_not_equal(f->it.rec.embedding, EMB, sizeof(EMB));
+	}
 }
 
 static void expect(struct fx *f, const struct rec_spec *r, enum rec_err e,
@@ -568,6 +594,7 @@ int main(void)
 		cmocka_unit_test(test_hello),
 		cmocka_unit_test_setup_teardown(test_full_record, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_minimal_record, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_what_is_borrowed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_record_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nul_in_string, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_record_layout_errors, setup, teardown),

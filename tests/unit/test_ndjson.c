@@ -22,6 +22,12 @@ struct fixture {
 	char msg[MSG_LEN];
 };
 
+/* The NDJSON parser's embedding is its own float array, so aligned. */
+static const float *emb(const struct fixture *f)
+{
+	return f->r.embedding;
+}
+
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
@@ -608,7 +614,7 @@ static void test_reuse_no_leaks(void **state)
 			 round, round, round);
 		parse_ok(f, line);
 		assert_int_equal(f->r.dim, 5);
-		assert_true(f->r.embedding[0] == (float)round);
+		assert_true(emb(f)[0] == (float)round);
 
 		snprintf(id, sizeof(id), "bad%d", round);
 		snprintf(line, sizeof(line),
@@ -626,8 +632,8 @@ static void test_reuse_no_leaks(void **state)
 		assert_string_equal(f->r.model, "n");
 		assert_null(f->r.id);
 		assert_int_equal(f->r.dim, 2);
-		assert_true(f->r.embedding[0] == (float)round + 0.5f);
-		assert_true(f->r.embedding[1] == -1.0f);
+		assert_true(emb(f)[0] == (float)round + 0.5f);
+		assert_true(emb(f)[1] == -1.0f);
 		assert_int_equal(f->r.n_labels, 0);
 		assert_null(f->r.scores);
 		assert_int_equal(f->r.n_scores, 0);
@@ -673,7 +679,7 @@ static void test_768_dims(void **state)
 	/* A short line after a long one: dim shrinks, values are fresh. */
 	parse_ok(f, "{\"model\":\"big\",\"embedding\":[7,8]}");
 	assert_int_equal(f->r.dim, 2);
-	assert_true(f->r.embedding[0] == 7.0f && f->r.embedding[1] == 8.0f);
+	assert_true(emb(f)[0] == 7.0f && emb(f)[1] == 8.0f);
 	parse_ok(f, line);
 	assert_int_equal(f->r.dim, D);
 	assert_memory_equal(f->r.embedding, want, sizeof(want));
