@@ -968,42 +968,44 @@ static int enqueue(struct store *s, struct req *r)
 	return err;
 }
 
-int store_put_window(struct store *s, const struct store_window *w)
+/* Whether a result write may be queued: not after close, and without a
+ * journal not beyond the memory queue's bound. */
+static int admit_result(const struct store *s)
 {
-	struct req *r;
-	int err;
-
 	if (s->state == STORE_CLOSED)
 		return -EPIPE;
 	if (!s->jnl && memory_full(s))
 		return -ENOBUFS;
-	err = req_new_window(w, &r);
+	return 0;
+}
+
+int store_put_window(struct store *s, const struct store_window *w)
+{
+	struct req *r;
+	int err = admit_result(s);
+
+	if (!err)
+		err = req_new_window(w, &r);
 	return err ? err : enqueue(s, r);
 }
 
 int store_put_events(struct store *s, const struct store_event *ev, size_t n)
 {
 	struct req *r;
-	int err;
+	int err = admit_result(s);
 
-	if (s->state == STORE_CLOSED)
-		return -EPIPE;
-	if (!s->jnl && memory_full(s))
-		return -ENOBUFS;
-	err = req_new_events(ev, n, &r);
+	if (!err)
+		err = req_new_events(ev, n, &r);
 	return err ? err : enqueue(s, r);
 }
 
 int store_put_stream_alarms(struct store *s, const struct store_stream_alarms *a)
 {
 	struct req *r;
-	int err;
+	int err = admit_result(s);
 
-	if (s->state == STORE_CLOSED)
-		return -EPIPE;
-	if (!s->jnl && memory_full(s))
-		return -ENOBUFS;
-	err = req_new_alarms(a, &r);
+	if (!err)
+		err = req_new_alarms(a, &r);
 	return err ? err : enqueue(s, r);
 }
 
