@@ -60,7 +60,7 @@ struct eng_model {
 	uint64_t records, windows;
 	struct lat *latest;		/* for /metrics */
 	uint64_t slices_refused, slices_expired, windows_insufficient, alarms,
-		 resets, references_restored;
+		 resets, references_restored, histories_restored;
 	uint64_t labels_joined, labels_unmatched, labels_expired,
 		 labels_evicted;
 	struct rsig_model *stream;	/* streaming detectors; NULL: off */
@@ -139,6 +139,7 @@ struct eng {
 	size_t n_draining;
 	size_t evals_in_flight;
 	struct event *sweep;		/* idle slices, unlabeled records */
+	bool history_restored, history_closed;	/* K-of-M restore at start */
 };
 
 static int64_t wall_us(void)
@@ -552,17 +553,14 @@ static void log_window(const char *model, const struct win_closed *c,
 		  drifted ? "DRIFT" : "no drift", alarm ? ", ALARM" : "", line);
 }
 
-/* The K-of-M rule: the window's decision joins the slice's history. */
+/* The K-of-M rule: the window's decision joins the slice's history (a
+ * slice gone meanwhile has none). */
 static bool alarm_of(const struct eval *ev, struct win_slice_state *ss,
 		     bool drifted, unsigned *recent)
 {
-	uint64_t mask = ev->dc.alarm_m >= 64 ? UINT64_MAX :
-		       (UINT64_C(1) << ev->dc.alarm_m) - 1;
-	uint64_t bits = ss ? ss->recent << 1 | drifted : drifted;
+	struct win_slice_state gone = { 0 };
 
-	if (ss)
-		ss->recent = bits;
-	*recent = (unsigned)__builtin_popcountll(bits & mask);
+	*recent = win_push_decision(ss ? ss : &gone, drifted, ev->dc.alarm_m);
 	return *recent >= ev->dc.alarm_k;
 }
 
@@ -1631,7 +1629,8 @@ struct expiry {
 };
 
 /* An expired slice's saved reference is retired with it, so a restart does
- * not bring the slice back. */
+ * not bring the slice back; the row also ends its K-of-M history, so it is
+ * written for a slice without a reference too. */
 static void on_slice_expired(void *arg, const char *slice,
 			     const struct win_ref *ref)
 {
@@ -1642,8 +1641,8 @@ static void on_slice_expired(void *arg, const char *slice,
 		 x->m->name, slice);
 	if (x->m->stream)
 		rsig_forget(x->m->stream, slice);
-	if (ref && store_retire_references(x->e->store, x->m->name, slice,
-					   x->now, "expired") < 0)
+	if (store_retire_references(x->e->store, x->m->name, slice, x->now,
+				    "expired") < 0)
 		log_err("model %s slice %s: retiring its reference not queued",
 			x->m->name, slice);
 }
@@ -1751,7 +1750,9 @@ void eng_restore_reference(struct eng *e, const struct store_reference *r)
 		log_info("model %s slice %s: saved reference %lld not restored: "
 			 "%s", m->name, r->slice, (long long)r->id,
 			 err == -EBUSY ? "the slice already uses a new one" :
-			 err == -ENOSPC ? "max_slices reached" : strerror(-err));
+			 err == -ENOSPC ? "max_slices reached" :
+			 err == -EINVAL ? "saved under another slice_by" :
+			 strerror(-err));
 		return;
 	}
 	m->references_restored++;
@@ -1760,6 +1761,77 @@ void eng_restore_reference(struct eng *e, const struct store_reference *r)
 		ss->base_ece = r->cal_ece;
 		ss->base_brier = r->cal_brier;
 	}
+}
+
+static bool wants_history(const struct eng *e)
+{
+	for (size_t i = 0; i < e->n_models; i++)
+		if (e->models[i]->cfg->alarm_m > 1)
+			return true;
+	return false;
+}
+
+bool eng_want_history(struct eng *e)
+{
+	return !e->history_closed && wants_history(e);
+}
+
+/* A slice's decisions, oldest first, replayed as they were made; a history
+ * without a drifted window among those kept is no history. */
+static int restore_decisions(struct eng_model *m, const struct store_history *h)
+{
+	struct win_slice_state replay = { 0 };
+
+	for (size_t i = 0; i < h->n; i++)
+		win_push_decision(&replay, h->drifted[i], h->alarm_m[i]);
+	return replay.recent ?
+		       win_restore_decisions(m->win, h->slice, replay.recent) : 0;
+}
+
+void eng_restore_history(struct eng *e, const struct store_history *h, size_t n)
+{
+	if (e->history_closed)
+		return;
+	e->history_restored = true;
+	for (size_t j = 0; j < e->n_models; j++) {
+		struct eng_model *m = e->models[j];
+		size_t done = 0, left = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			if (strcmp(h[i].model, m->name))
+				continue;
+			if (restore_decisions(m, &h[i]) < 0)
+				left++;
+			else
+				done++;
+		}
+		m->histories_restored += done;
+		if (done || left || m->cfg->alarm_m > 1)
+			log_info("restored K-of-M history of %zu slices of model %s "
+				 "(alarm.k = %u, alarm.m = %u)%s", done, m->name,
+				 m->cfg->alarm_k, m->cfg->alarm_m,
+				 left ? "; more slices than max_slices, or slices "
+					"of another slice_by, left out" : "");
+	}
+}
+
+void eng_history_close(struct eng *e)
+{
+	char names[256] = "";
+	size_t len = 0;
+
+	if (e->history_closed)
+		return;
+	e->history_closed = true;
+	if (e->history_restored || !wants_history(e))
+		return;
+	for (size_t i = 0; i < e->n_models && len < sizeof(names); i++)
+		if (e->models[i]->cfg->alarm_m > 1)
+			len += (size_t)snprintf(names + len, sizeof(names) - len,
+						"%s%s", len ? ", " : "",
+						e->models[i]->name);
+	log_warning("K-of-M alarm history starts empty (alarm.m > 1 in %s): it "
+		    "could not be read from the database at start", names);
 }
 
 size_t eng_in_flight(const struct eng *e)
@@ -1807,6 +1879,7 @@ void eng_foreach_model(const struct eng *e,
 			.alarms = m->alarms,
 			.resets = m->resets,
 			.references_restored = m->references_restored,
+			.histories_restored = m->histories_restored,
 			.labels_pending = lbl_count(m->labels),
 			.labels_joined = m->labels_joined,
 			.labels_unmatched = m->labels_unmatched,

@@ -21,6 +21,7 @@ struct event_base;
 struct ids;
 struct lat;
 struct store;
+struct store_history;
 struct store_reference;
 struct wq;
 
@@ -61,6 +62,16 @@ void eng_save_ids(struct eng *e);
 bool eng_want_reference(struct eng *e, const struct store_reference *meta);
 void eng_restore_reference(struct eng *e, const struct store_reference *r);
 
+/* K-of-M history restore at start (see store_opts.history_want): wanted
+ * while a model has alarm.m > 1, until eng_history_close().  Each slice's
+ * decisions are replayed into its history, creating the slice if needed. */
+bool eng_want_history(struct eng *e);
+void eng_restore_history(struct eng *e, const struct store_history *h,
+			 size_t n);
+/* Decisions begin (the daemon goes ready): nothing is restored from now on,
+ * and a history that was not restored is logged, once, as starting empty. */
+void eng_history_close(struct eng *e);
+
 /* Forgets MODEL's references, open windows, labeled pairs and alarm
  * history (a new model version was deployed) and retires its saved
  * reference sets.  Returns the slices reset, -ENOENT for an unknown model,
@@ -86,6 +97,7 @@ struct eng_model_info {
 	uint64_t slices_refused;	/* records refused over max_slices */
 	uint64_t slices_expired;
 	uint64_t windows_insufficient, alarms, resets, references_restored;
+	uint64_t histories_restored;	/* slices' K-of-M history at start */
 	size_t labels_pending;
 	uint64_t labels_joined, labels_unmatched, labels_expired,
 		 labels_evicted;

@@ -300,6 +300,8 @@ static void model_families(struct evbuffer *b, const struct model_list *ml)
 		  "Reference resets (POST /v1/models/M/reference/reset)." },
 		{ "driftd_model_references_restored_total", "counter",
 		  "Reference sets restored from PostgreSQL at start." },
+		{ "driftd_model_alarm_histories_restored_total", "counter",
+		  "Slices whose K-of-M alarm history was restored at start." },
 		{ "driftd_model_labels_pending", "gauge",
 		  "Scored records waiting for a label sent later." },
 	};
@@ -316,6 +318,7 @@ static void model_families(struct evbuffer *b, const struct model_list *ml)
 				       (double)mi->windows_insufficient,
 				       (double)mi->alarms, (double)mi->resets,
 				       (double)mi->references_restored,
+				       (double)mi->histories_restored,
 				       (double)mi->labels_pending };
 
 			prom_sample(b, f[k].name, v[k], "model", mi->name, NULL);

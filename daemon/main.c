@@ -317,6 +317,7 @@ static int go_ready(struct daemon *d, char *status, size_t len)
 	/* From now on every window id handed out is covered on disk first,
 	 * so that a later start may go ahead without the database. */
 	eng_set_ids(d->eng, d->ids);
+	eng_history_close(d->eng);
 	status_line(d, status, len);
 	svc_ready(status);
 	return 0;
@@ -379,6 +380,20 @@ static void on_store_restore(void *arg, const struct store_reference *r)
 	struct daemon *d = arg;
 
 	eng_restore_reference(d->eng, r);
+}
+
+static bool on_history_want(void *arg)
+{
+	struct daemon *d = arg;
+
+	return eng_want_history(d->eng);
+}
+
+static void on_history(void *arg, const struct store_history *h, size_t n)
+{
+	struct daemon *d = arg;
+
+	eng_restore_history(d->eng, h, n);
 }
 
 /* Says so loudly when results stop having anywhere to go, and again when
@@ -654,6 +669,8 @@ static int setup(struct daemon *d)
 		.journal_max = d->conf->journal_max,
 		.want = on_store_want,
 		.restore = on_store_restore,
+		.history_want = on_history_want,
+		.history = on_history,
 	};
 	struct rdr_opts ro = {
 		.timeout_us = d->conf->read_timeout_us,

@@ -256,6 +256,29 @@ int win_record_slice(const struct win_model *m, const struct record *r,
 			     WIN_SLICE_KEY_MAX) < 0 ? -1 : 0;
 }
 
+/* Whether KEY is "*" or a key of M's slice_by, the names in order: a slice
+ * restored from the database may come from a config with other slice_by. */
+static bool key_fits(const struct win_model *m, const char *key)
+{
+	char name[WIN_SLICE_KEY_MAX];
+	size_t i, len;
+
+	if (!strcmp(key, WIN_WHOLE_MODEL))
+		return true;
+	for (i = 0; i < m->p.n_slice_by; i++) {
+		len = 0;
+		if (append_escaped(name, sizeof(name), &len, m->slice_by[i]) < 0 ||
+		    strncmp(key, name, len) || key[len] != '=')
+			return false;
+		for (key += len + 1; *key && *key != ','; key++)
+			if (*key == '\\' && !*++key)
+				return false;
+		if (i + 1 < m->p.n_slice_by && *key++ != ',')
+			return false;
+	}
+	return m->p.n_slice_by && !*key;
+}
+
 static struct win_slice **table_slot(struct win_slice **table, size_t size,
 				     const char *key, uint64_t h)
 {
@@ -744,6 +767,10 @@ size_t win_expire(struct win_model *m, int64_t now_us, uint64_t idle_us,
 	for (i = 1; i < m->n_slices; i++) {
 		struct win_slice *s = m->slices[i];
 
+		/* A slice restored at start has had no record yet: it is
+		 * idle from the first sweep that sees it. */
+		if (!s->last_seen_us)
+			s->last_seen_us = now_us;
 		if (now_us - s->last_seen_us < (int64_t)idle_us) {
 			m->slices[kept++] = s;
 			continue;
@@ -810,6 +837,10 @@ int win_install_reference(struct win_model *m, struct win_ref *ref)
 {
 	struct win_slice *s = slice_find(m, ref->slice);
 
+	if (!s && !key_fits(m, ref->slice)) {
+		win_ref_put(ref);
+		return -EINVAL;
+	}
 	if (!s && m->n_slices >= m->p.max_slices) {
 		win_ref_put(ref);
 		return -ENOSPC;
@@ -843,6 +874,31 @@ void win_resume(struct win_model *m, int64_t max_id)
 int64_t win_max_window_id(const struct win_model *m)
 {
 	return m->max_window_id;
+}
+
+unsigned win_push_decision(struct win_slice_state *ss, bool drifted,
+			   unsigned alarm_m)
+{
+	uint64_t keep = alarm_m >= 64 ? UINT64_MAX :
+			(UINT64_C(1) << alarm_m) - 1;
+
+	ss->recent = (ss->recent << 1 | drifted) & keep;
+	return (unsigned)__builtin_popcountll(ss->recent);
+}
+
+int win_restore_decisions(struct win_model *m, const char *slice,
+			  uint64_t recent)
+{
+	struct win_slice *s = slice_find(m, slice);
+
+	if (!s && !key_fits(m, slice))
+		return -EINVAL;
+	if (!s && m->n_slices >= m->p.max_slices)
+		return -ENOSPC;
+	if (!s && !(s = slice_add(m, slice)))
+		return -ENOMEM;
+	s->state.recent = recent;
+	return 0;
 }
 
 struct win_slice_state *win_state(struct win_model *m, const char *slice)

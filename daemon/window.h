@@ -121,12 +121,19 @@ void win_closed_free(struct win_closed *c);
 void win_recycle(struct win_model *m, struct win_closed *c);
 
 /* Per-slice state the decision keeps between windows: the last alarm_m
- * window decisions (bit 0 = newest) and the calibration baseline. */
+ * window decisions (bit 0 = newest, bit set = drifted) and the calibration
+ * baseline. */
 struct win_slice_state {
 	uint64_t recent;
 	bool has_baseline;
 	double base_ece, base_brier;
 };
+
+/* The K-of-M memory: DRIFTED joins SS's decisions, which then keep the
+ * newest ALARM_M (so after alarm.m changes, the newest min(old, new) of
+ * the earlier ones count).  Returns how many of those drifted. */
+unsigned win_push_decision(struct win_slice_state *ss, bool drifted,
+			   unsigned alarm_m);
 
 /* Copies what it needs from P.  NULL on allocation failure or when
  * reference_size < 2, dim == 0 or window_max == 0. */
@@ -183,9 +190,16 @@ int win_reset(struct win_model *m, size_t *dropped);
 /* Installs REF (one reference taken over) as the frozen reference of its
  * slice, creating the slice if needed, unless the slice's reference is
  * already in use.  Warm-up records collected so far are dropped.  Returns
- * 0, -EBUSY (reference in use), -ENOSPC (max_slices) or -ENOMEM; on error
- * REF is released. */
+ * 0, -EBUSY (reference in use), -EINVAL (the slice is no key of this
+ * slice_by), -ENOSPC (max_slices) or -ENOMEM; on error REF is released. */
 int win_install_reference(struct win_model *m, struct win_ref *ref);
+
+/* Sets SLICE's K-of-M decisions (win_slice_state.recent) restored at
+ * start, creating the slice if needed.  Returns 0, -EINVAL (no key of this
+ * slice_by), -ENOSPC (max_slices) or -ENOMEM.  A slice created here or by
+ * win_install_reference counts as idle from the first win_expire. */
+int win_restore_decisions(struct win_model *m, const char *slice,
+			  uint64_t recent);
 
 /* Window ids: every slice numbers its windows upwards from the highest id
  * the model has handed out (or the store holds) when the slice appears,

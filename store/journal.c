@@ -435,6 +435,30 @@ void jnl_consume(struct jnl *j)
 		drop_first(j);
 }
 
+int jnl_scan(struct jnl *j,
+	     int (*fn)(void *arg, const unsigned char *data, size_t len),
+	     void *arg)
+{
+	unsigned char *p;
+	int64_t len;
+	int err = 0;
+
+	for (size_t i = 0; i < j->n_segs && !err; i++) {
+		uint64_t off = i ? SEG_HEADER : j->roff;
+		int fd = seg_open(j, j->segs[i].no, O_RDONLY);
+
+		while (fd >= 0 && !err &&
+		       (len = read_record(fd, off, j->segs[i].size, &p)) > 0) {
+			err = fn(arg, p, (size_t)len);
+			free(p);
+			off += REC_HEADER + (uint64_t)len;
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	return err;
+}
+
 size_t jnl_records(const struct jnl *j)
 {
 	return j->records;

@@ -41,6 +41,14 @@ int jnl_peek(struct jnl *j, unsigned char **data, size_t *len);
 /* Marks the record last returned by jnl_peek as done. */
 void jnl_consume(struct jnl *j);
 
+/* Calls FN with every unconsumed record, oldest first, consuming none (DATA
+ * is valid during the call).  A record that cannot be read back ends the
+ * scan of its segment, as jnl_peek would.  Stops at FN's first nonzero
+ * return and returns it; else 0. */
+int jnl_scan(struct jnl *j,
+	     int (*fn)(void *arg, const unsigned char *data, size_t len),
+	     void *arg);
+
 size_t jnl_records(const struct jnl *j);	/* unconsumed */
 uint64_t jnl_bytes(const struct jnl *j);	/* segment files, in total */
 uint64_t jnl_max_bytes(const struct jnl *j);

@@ -860,6 +860,35 @@ int req_new_retire(const char *model, const char *slice, int64_t at_us,
 	return finish(&b, REQ_RETIRE, out);
 }
 
+/* Parameters of window_sql (0-based) that carry the decision. */
+#define WP_STATUS 24
+#define WP_DRIFTED 26
+#define WP_ALARM_M 32
+
+bool req_decision(const struct req *r, const char **model, const char **slice,
+		  int64_t *window_id, bool *drifted, unsigned *alarm_m)
+{
+	if (r->kind != REQ_WINDOW || !r->values[WP_DRIFTED] ||
+	    !r->values[WP_ALARM_M] || !r->values[WP_STATUS] ||
+	    strcmp(r->values[WP_STATUS], "tested"))
+		return false;
+	*model = r->values[0];
+	*slice = r->values[1];
+	*window_id = strtoll(r->values[2], NULL, 10);
+	*drifted = r->values[WP_DRIFTED][0] == 't';
+	*alarm_m = (unsigned)strtoul(r->values[WP_ALARM_M], NULL, 10);
+	return true;
+}
+
+bool req_retirement(const struct req *r, const char **model, const char **slice)
+{
+	if (r->kind != REQ_RETIRE)
+		return false;
+	*model = r->values[0];
+	*slice = r->values[1];
+	return true;
+}
+
 void req_free(struct req *r)
 {
 	if (!r)

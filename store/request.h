@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/queue.h>
 
 #include "outbox.h"
@@ -55,6 +56,14 @@ void req_free(struct req *r);
  * req_decode: 0, -EINVAL for bytes that are not such a request, -ENOMEM. */
 int req_encode(const struct req *r, unsigned char **out, size_t *len);
 int req_decode(const unsigned char *buf, size_t len, struct req **out);
+
+/* What a journaled write means for the K-of-M history restored at start:
+ * a tested window's decision (req_decision) or a retirement, which ends
+ * the history of one slice or (*SLICE NULL) of every slice of a model
+ * (req_retirement).  False for other writes; the strings point into R. */
+bool req_decision(const struct req *r, const char **model, const char **slice,
+		  int64_t *window_id, bool *drifted, unsigned *alarm_m);
+bool req_retirement(const struct req *r, const char **model, const char **slice);
 
 /* The statement for r's kind.  Windows, events and alarms return one row:
  * (inserted int8, reused bool, events_queued int8, events_suppressed

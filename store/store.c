@@ -16,6 +16,7 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
+#include "history.h"
 #include "journal.h"
 #include "migrations.h"
 #include "pgq.h"
@@ -74,7 +75,31 @@ static const char references_sql[] =
 static const char reference_data_sql[] =
 	"SELECT data, scores FROM driftd.reference_sets WHERE id = $1::int8";
 
-enum boot_step { BOOT_CATALOG, BOOT_MIGRATE, BOOT_FINISH, BOOT_REFS, BOOT_REF_DATA };
+/* The K-of-M history: per slice, the decisions of its newest tested
+ * windows evaluated after its model's last reset or its own last expiry,
+ * as many as the newest of them had alarm.m (the daemon kept no more),
+ * oldest first.  Both window subqueries scan the primary key backwards. */
+static const char history_sql[] =
+	"SELECT s.model, s.slice, h.window_id, h.drifted, h.alarm_m\n"
+	"  FROM driftd.slices s\n"
+	" CROSS JOIN LATERAL (\n"
+	"        SELECT max(x.reset_at) AS at FROM driftd.reference_resets x\n"
+	"         WHERE x.model = s.model AND (x.slice IS NULL OR x.slice = s.slice)) r\n"
+	" CROSS JOIN LATERAL (\n"
+	"        SELECT w.window_id, w.drifted, w.alarm_m FROM driftd.windows w\n"
+	"         WHERE w.model = s.model AND w.slice = s.slice\n"
+	"           AND w.status = 'tested' AND w.drifted IS NOT NULL AND w.alarm_m > 0\n"
+	"           AND (r.at IS NULL OR w.evaluated_at > r.at)\n"
+	"         ORDER BY w.window_id DESC\n"
+	"         LIMIT (SELECT n.alarm_m FROM driftd.windows n\n"
+	"                 WHERE n.model = s.model AND n.slice = s.slice\n"
+	"                   AND n.status = 'tested' AND n.drifted IS NOT NULL\n"
+	"                   AND n.alarm_m > 0\n"
+	"                 ORDER BY n.window_id DESC LIMIT 1)) h\n"
+	" ORDER BY s.model, s.slice, h.window_id";
+
+enum boot_step { BOOT_CATALOG, BOOT_MIGRATE, BOOT_FINISH, BOOT_REFS, BOOT_REF_DATA,
+		 BOOT_HISTORY };
 
 /* A reference set to restore: its metadata, strings owned. */
 struct restore_item {
@@ -99,6 +124,7 @@ struct store {
 	bool refs_listed, refs_restored;
 	struct restore_item *restore;
 	size_t n_restore, restore_next;
+	bool history_tried;  /* K-of-M history: one attempt, first boot only */
 
 	/* Writes wait in memory (queue, oldest) and then in the journal: a put
 	 * goes to the journal whenever the database is not ready, the journal
@@ -335,7 +361,25 @@ static void free_restore(struct store *s)
 	s->n_restore = s->restore_next = 0;
 }
 
-/* Asks for the next wanted set's vectors, or finishes the boot. */
+/* The K-of-M history, when wanted, then READY.  One attempt only: a
+ * history that cannot be read in time must not hold the start up. */
+static void send_history(struct store *s)
+{
+	bool want = !s->history_tried && s->opts.history_want && s->opts.history &&
+		    s->opts.history_want(s->arg);
+
+	s->history_tried = true;
+	if (s->free_pending)
+		return;
+	if (!want) {
+		become_ready(s);
+		return;
+	}
+	s->boot = BOOT_HISTORY;
+	send_simple(s, history_sql, s->opts.query_timeout_us);
+}
+
+/* Asks for the next wanted set's vectors, or goes on with the history. */
 static void next_restore(struct store *s)
 {
 	char id[24];
@@ -344,7 +388,7 @@ static void next_restore(struct store *s)
 	if (s->restore_next >= s->n_restore) {
 		free_restore(s);
 		s->refs_restored = true;
-		become_ready(s);
+		send_history(s);
 		return;
 	}
 	snprintf(id, sizeof(id), "%lld", (long long)s->restore[s->restore_next].meta.id);
@@ -358,7 +402,7 @@ static void send_ref_list(struct store *s)
 {
 	if (s->refs_restored || !s->opts.want || !s->opts.restore) {
 		s->refs_restored = true;
-		become_ready(s);
+		send_history(s);
 	} else if (s->refs_listed) {
 		next_restore(s);
 	} else {
@@ -492,6 +536,62 @@ static void restore_one(struct store *s, const PGresult *res)
 		next_restore(s);
 }
 
+struct journal_scan {
+	struct hist *h;
+	size_t decisions;
+};
+
+/* A journaled window or retirement, after those in the database. */
+static int journal_decision(void *arg, const unsigned char *data, size_t len)
+{
+	struct journal_scan *js = arg;
+	const char *model, *slice;
+	int64_t id;
+	bool drifted;
+	unsigned alarm_m;
+	struct req *r;
+	int err = req_decode(data, len, &r);
+
+	if (err < 0)
+		return err == -EINVAL ? 0 : err;	/* the replay drops it */
+	if (req_decision(r, &model, &slice, &id, &drifted, &alarm_m)) {
+		err = hist_add(js->h, model, slice, id, drifted, alarm_m);
+		js->decisions++;
+	} else if (req_retirement(r, &model, &slice)) {
+		hist_forget(js->h, model, slice);
+	}
+	req_free(r);
+	return err;
+}
+
+static void restore_history(struct store *s, const PGresult *res)
+{
+	struct journal_scan js = { .h = hist_new() };
+	const struct store_history *list = NULL;
+	size_t n = 0;
+	int err = js.h ? 0 : -ENOMEM;
+
+	for (int i = 0; i < PQntuples(res) && !err; i++)
+		err = hist_add(js.h, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+			       strtoll(PQgetvalue(res, i, 2), NULL, 10),
+			       PQgetvalue(res, i, 3)[0] == 't', field_uint(res, i, 4));
+	if (!err && s->jnl)
+		err = jnl_scan(s->jnl, journal_decision, &js);
+	if (!err)
+		err = hist_list(js.h, &list, &n);
+	if (err) {
+		slog(s, LOG_ERR, "store: out of memory gathering the K-of-M history");
+	} else {
+		slog(s, LOG_INFO, "store: K-of-M history of %zu slices found (%d "
+		     "decisions in the database, %zu in the journal)", n,
+		     PQntuples(res), js.decisions);
+		s->opts.history(s->arg, list, n);
+	}
+	hist_free(js.h);
+	if (!s->free_pending)
+		become_ready(s);
+}
+
 static const char *boot_step_name(const struct store *s)
 {
 	switch (s->boot) {
@@ -504,6 +604,8 @@ static const char *boot_step_name(const struct store *s)
 	case BOOT_REFS:
 	case BOOT_REF_DATA:
 		return "restoring reference sets failed";
+	case BOOT_HISTORY:
+		return "restoring the K-of-M history failed";
 	}
 	return "?";
 }
@@ -511,7 +613,8 @@ static const char *boot_step_name(const struct store *s)
 static void on_boot_result(struct store *s, const PGresult *res)
 {
 	bool rows = s->boot == BOOT_CATALOG || (s->boot == BOOT_FINISH && !s->seqs_loaded) ||
-		    s->boot == BOOT_REFS || s->boot == BOOT_REF_DATA;
+		    s->boot == BOOT_REFS || s->boot == BOOT_REF_DATA ||
+		    s->boot == BOOT_HISTORY;
 
 	if (!status_ok(res, rows ? PGRES_TUPLES_OK : PGRES_COMMAND_OK)) {
 		connection_failed(s, result_error(s, boot_step_name(s), res));
@@ -532,6 +635,9 @@ static void on_boot_result(struct store *s, const PGresult *res)
 		return;
 	case BOOT_REF_DATA:
 		restore_one(s, res);
+		return;
+	case BOOT_HISTORY:
+		restore_history(s, res);
 		return;
 	}
 }

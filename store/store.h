@@ -43,6 +43,18 @@ struct store_reference;
 typedef bool (*store_want_fn)(void *arg, const struct store_reference *meta);
 typedef void (*store_restore_fn)(void *arg, const struct store_reference *r);
 
+/* The K-of-M history of one slice found at start (store_opts.history): the
+ * decisions of its newest tested windows since its model's last reset or
+ * the slice's last expiry, oldest first, each with the alarm.m it was
+ * decided under; at most STORE_HISTORY_MAX (alarm.m's maximum). */
+#define STORE_HISTORY_MAX 64
+struct store_history {
+	const char *model, *slice;
+	size_t n;                 /* 1 .. STORE_HISTORY_MAX */
+	const bool *drifted;      /* n: the window drifted */
+	const unsigned *alarm_m;  /* n */
+};
+
 /* Zero fields take the defaults shown. */
 struct store_opts {
 	uint64_t query_timeout_us;   /* 10 s: per query and per connect; on expiry
@@ -65,6 +77,15 @@ struct store_opts {
 	 * NULL: nothing is restored. */
 	store_want_fn want;
 	store_restore_fn restore;
+	/* K-of-M history restore, on the first boot only, after the references
+	 * and before STORE_READY, when history_want says yes: one query, whose
+	 * slices are completed with the windows and retirements still waiting
+	 * in the journal (in write order), then one call of history with every
+	 * slice (N may be 0; valid during the call).  When the query fails or
+	 * times out the boot goes on without it and history is never called.
+	 * NULL: nothing is restored. */
+	bool (*history_want)(void *arg);
+	void (*history)(void *arg, const struct store_history *h, size_t n);
 };
 
 struct store_test {
