@@ -1,5 +1,5 @@
 /* Unit tests for store/journal (segments, order, reopening, damage, the
- * bound, the lock) and for the journal form of store requests. */
+ * bound, the lock, scanning) and for the journal form of store requests. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,6 +301,111 @@ static void test_request_roundtrip(void **state)
 			 -EINVAL);
 }
 
+struct scanned {
+	unsigned seen[1200];
+	size_t n, stop_after;
+};
+
+static int on_record(void *arg, const unsigned char *data, size_t len)
+{
+	struct scanned *sc = arg;
+	unsigned i;
+
+	memcpy(&i, data, 4);
+	assert_int_equal(len, make(i, (unsigned char[1024]){ 0 }));
+	sc->seen[sc->n++] = i;
+	return sc->n == sc->stop_after ? -42 : 0;
+}
+
+/* A scan sees the unconsumed records in order, across segments, and
+ * consumes none; it stops where its callback says. */
+static void test_scan(void **state)
+{
+	struct jnl *j = open_ok(UINT64_C(1) << 20);
+	struct scanned sc = { 0 };
+	unsigned char buf[1024];
+	unsigned i, n = 1000;
+
+	assert_int_equal(jnl_scan(j, on_record, &sc), 0);
+	assert_int_equal(sc.n, 0);
+	for (i = 0; i < n; i++)
+		assert_int_equal(jnl_append(j, buf, make(i, buf)), 0);
+	for (i = 0; i < 10; i++)
+		expect_next(j, i);
+	assert_int_equal(jnl_scan(j, on_record, &sc), 0);
+	assert_int_equal(sc.n, n - 10);
+	for (i = 0; i < sc.n; i++)
+		assert_int_equal(sc.seen[i], i + 10);
+	assert_int_equal(jnl_records(j), n - 10);
+	expect_next(j, 10);
+	sc = (struct scanned){ .stop_after = 3 };
+	assert_int_equal(jnl_scan(j, on_record, &sc), -42);
+	assert_int_equal(sc.n, 3);
+	assert_int_equal(sc.seen[2], 13);
+	jnl_close(j);
+}
+
+/* What a journaled write means for the K-of-M history: a tested window's
+ * decision and alarm.m, a retirement of one slice or of all; nothing for
+ * a window without a decision or test, nor for a reference. */
+static void test_decisions_of_journaled_writes(void **state)
+{
+	static const struct store_test t = {
+		.test = "mmd", .statistic = 0.5, .p_value = 0.01, .threshold = 0.02,
+		.drifted = true, .effect = NAN, .bandwidth = NAN, .effect_floor = NAN,
+	};
+	struct store_decision d = { .drifted = true, .alpha = 0.01, .alarm_k = 2,
+				    .alarm_m = 3, .evaluated_us = 1700000000000000 };
+	struct store_window w = { .model = "m", .slice = "s=a", .window_id = 42,
+				  .start_us = 1, .end_us = 2, .n = 10,
+				  .reference_set_id = 9, .tests = &t, .n_tests = 1,
+				  .decision = &d };
+	struct store_reference r = { .model = "m", .slice = "s=a", .id = 5,
+				     .n = 0, .dim = 2, .persist = STORE_PERSIST_NONE };
+	const char *model, *slice;
+	int64_t id;
+	bool drifted;
+	unsigned alarm_m;
+	struct req *in, *out;
+	unsigned char *buf;
+	size_t len;
+
+	for (int kind = 0; kind < 6; kind++) {
+		w.decision = kind == 1 ? NULL : &d;
+		w.insufficient = kind == 2;
+		d.drifted = kind != 3;
+		if (kind == 4)
+			assert_int_equal(req_new_retire("m", NULL, 5, "reset", &in), 0);
+		else if (kind == 5)
+			assert_int_equal(req_new_reference(&r, &in), 0);
+		else
+			assert_int_equal(req_new_window(&w, &in), 0);
+		assert_int_equal(req_encode(in, &buf, &len), 0);
+		assert_int_equal(req_decode(buf, len, &out), 0);
+		assert_int_equal(req_decision(out, &model, &slice, &id, &drifted,
+					      &alarm_m), kind == 0 || kind == 3);
+		if (kind == 0 || kind == 3) {
+			assert_string_equal(model, "m");
+			assert_string_equal(slice, "s=a");
+			assert_int_equal(id, 42);
+			assert_int_equal(drifted, kind == 0);
+			assert_int_equal(alarm_m, 3);
+		}
+		assert_int_equal(req_retirement(out, &model, &slice), kind == 4);
+		if (kind == 4) {
+			assert_string_equal(model, "m");
+			assert_null(slice);
+		}
+		free(buf);
+		req_free(out);
+		req_free(in);
+	}
+	assert_int_equal(req_new_retire("m", "s=b", 5, "expired", &in), 0);
+	assert_true(req_retirement(in, &model, &slice));
+	assert_string_equal(slice, "s=b");
+	req_free(in);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -309,6 +415,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bound, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock_and_format, setup, teardown),
 		cmocka_unit_test(test_request_roundtrip),
+		cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
+		cmocka_unit_test(test_decisions_of_journaled_writes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -194,6 +194,7 @@ static bool is_down(struct fx *f) { return store_get_state(f->store) == STORE_DO
 static bool is_closed(struct fx *f) { return store_get_state(f->store) == STORE_CLOSED; }
 static bool is_drained(struct fx *f) { return f->drained; }
 static bool is_freed(struct fx *f) { return f->store == NULL; }
+static bool went_down(struct fx *f) { return f->downs > 0; }
 
 static void wait_ready(struct fx *f)
 {
@@ -821,6 +822,189 @@ static void test_journal_survives_restart(void **state)
 	assert_int_equal(system(path), 0);
 }
 
+/* ---- the K-of-M history at start ---------------------------------------------- */
+
+struct kofm {
+	bool want, called;
+	char keys[8][32];	/* "model/slice" */
+	char seq[8][80];	/* "3:t 4:t 5:f": alarm_m:drifted, oldest first */
+	size_t n;
+};
+
+static struct kofm kofm;
+
+static bool history_want(void *arg)
+{
+	return kofm.want;
+}
+
+static void history(void *arg, const struct store_history *h, size_t n)
+{
+	assert_false(kofm.called);
+	kofm.called = true;
+	for (size_t i = 0; i < n; i++) {
+		size_t len = 0;
+
+		if (strncmp(h[i].model, "kofm", 4))
+			continue;	/* the other tests' models */
+		assert_true(kofm.n < 8);
+		assert_true(h[i].n >= 1 && h[i].n <= STORE_HISTORY_MAX);
+		snprintf(kofm.keys[kofm.n], sizeof(kofm.keys[0]), "%s/%s",
+			 h[i].model, h[i].slice);
+		for (size_t k = 0; k < h[i].n; k++)
+			len += (size_t)snprintf(kofm.seq[kofm.n] + len,
+						sizeof(kofm.seq[0]) - len, "%s%u:%c",
+						k ? " " : "", h[i].alarm_m[k],
+						h[i].drifted[k] ? 't' : 'f');
+		kofm.n++;
+	}
+}
+
+static const char *seq_of(const char *key)
+{
+	for (size_t i = 0; i < kofm.n; i++)
+		if (!strcmp(kofm.keys[i], key))
+			return kofm.seq[i];
+	return "(none)";
+}
+
+/* Window ID of MODEL/SLICE decided at T0 + ID s (drifted, under ALARM_M),
+ * or recorded as insufficient_data when ALARM_M is 0. */
+static void put_decided(struct store *st, const char *model, const char *slice,
+			int64_t id, bool drifted, unsigned alarm_m)
+{
+	static const struct store_test short_row = {
+		.test = "insufficient_data", .statistic = 3, .p_value = NAN,
+		.threshold = 20, .effect = NAN, .bandwidth = NAN, .effect_floor = NAN,
+	};
+	struct store_decision d = {
+		.drifted = drifted, .alpha = 0.01, .correction = "bh", .family_size = 1,
+		.alarm_k = 2, .alarm_m = alarm_m, .evaluated_us = T0_US + id * 1000000,
+	};
+	struct store_window w = window(model, slice, id);
+
+	w.decision = &d;
+	if (!alarm_m) {
+		w.decision = NULL;
+		w.insufficient = true;
+		w.tests = &short_row;
+		w.n_tests = 1;
+		w.reference_set_id = 0;
+	}
+	assert_int_equal(store_put_window(st, &w), 0);
+}
+
+/* From the database: per slice the decisions since its model's last reset
+ * or its own expiry, as many as the newest had alarm.m, insufficient_data
+ * windows left out; then the journal's windows (its head already written
+ * too) and retirements, in order; nothing when not wanted. */
+static void test_history_restored(void **state)
+{
+	struct fx *f = *state;
+	char dir[] = "/tmp/driftd-store-kofm-XXXXXX", path[64];
+	struct store_opts o = { .history_want = history_want, .history = history };
+	struct store_opts jo = { .log = on_log };
+	static const bool star[] = { true, false, true, true, false };
+
+	open_store(f);
+	for (int i = 0; i < 5; i++)
+		put_decided(f->store, "kofm", "*", i + 1, star[i], 3);
+	put_decided(f->store, "kofm", "s=a", 1, true, 2);
+	put_decided(f->store, "kofm", "s=a", 3, true, 2);
+	put_decided(f->store, "kofm", "s=b", 1, true, 4);
+	put_decided(f->store, "kofm", "s=b", 2, false, 0);
+	put_decided(f->store, "kofm", "s=c", 1, true, 1);
+	put_decided(f->store, "kofm", "s=c", 2, true, 3);
+	put_decided(f->store, "kofm2", "*", 1, true, 3);
+	put_decided(f->store, "kofm2", "*", 4, true, 3);
+	/* s=a expired between its windows 1 and 3; kofm2 was reset after its
+	 * window 1 and before 4. */
+	assert_int_equal(store_retire_references(f->store, "kofm", "s=a",
+						 T0_US + 2000000, "expired"), 0);
+	assert_int_equal(store_retire_references(f->store, "kofm2", NULL,
+						 T0_US + 2000000, "reset"), 0);
+	wait_ready(f);
+	drain(f);
+	close_store(f);
+
+	/* Not wanted: no query, no call. */
+	memset(&kofm, 0, sizeof(kofm));
+	open_store_opts(f, o);
+	wait_ready(f);
+	assert_false(kofm.called);
+	close_store(f);
+
+	kofm.want = true;
+	open_store_opts(f, o);
+	wait_ready(f);
+	assert_true(kofm.called);
+	assert_int_equal(kofm.n, 5);
+	assert_string_equal(seq_of("kofm/*"), "3:t 3:t 3:f");
+	assert_string_equal(seq_of("kofm/s=a"), "2:t");
+	assert_string_equal(seq_of("kofm/s=b"), "4:t");
+	assert_string_equal(seq_of("kofm/s=c"), "1:t 3:t");
+	assert_string_equal(seq_of("kofm2/*"), "3:t");
+	close_store(f);
+
+	/* Writes waiting in a journal: the database's newest window again
+	 * (written, not consumed, before a crash), one more, an expiry. */
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/journal", dir);
+	jo.journal_path = path;
+	f->store = store_new(f->base, "host=/nonexistent port=1 dbname=x", &jo,
+			     on_state, on_seq, f);
+	assert_non_null(f->store);
+	assert_int_equal(store_start(f->store), 0);
+	put_decided(f->store, "kofm", "*", 5, true, 3);
+	put_decided(f->store, "kofm", "*", 6, true, 4);
+	put_decided(f->store, "kofm", "s=b", 3, false, 0);
+	assert_int_equal(store_retire_references(f->store, "kofm", "s=c",
+						 T0_US + 9000000, "expired"), 0);
+	put_decided(f->store, "kofm", "s=d", 7, true, 2);
+	run_for(f, 0.2);
+	close_store(f);
+
+	memset(&kofm, 0, sizeof(kofm));
+	kofm.want = true;
+	o.journal_path = path;
+	open_store_opts(f, o);
+	wait_ready(f);
+	assert_true(kofm.called);
+	assert_int_equal(kofm.n, 5);
+	assert_string_equal(seq_of("kofm/*"), "3:t 3:t 3:f 4:t");
+	assert_string_equal(seq_of("kofm/s=a"), "2:t");
+	assert_string_equal(seq_of("kofm/s=b"), "4:t");
+	assert_string_equal(seq_of("kofm/s=c"), "(none)");
+	assert_string_equal(seq_of("kofm/s=d"), "2:t");
+	drain(f);
+	close_store(f);
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	assert_int_equal(system(path), 0);
+}
+
+/* A history query that outlives query_timeout is given up: the store goes
+ * ready without it (after one reconnect) and never calls history. */
+static void test_history_timeout_is_given_up(void **state)
+{
+	struct fx *f = *state;
+	struct store_opts o = { .history_want = history_want, .history = history,
+				.query_timeout_us = 300000 };
+
+	memset(&kofm, 0, sizeof(kofm));
+	kofm.want = true;
+	open_store(f);
+	wait_ready(f);
+	close_store(f);
+	exec(f, "BEGIN; LOCK TABLE driftd.windows IN ACCESS EXCLUSIVE MODE");
+	f->downs = 0;
+	open_store_opts(f, o);
+	assert_true(run_until(f, went_down, 10));
+	assert_non_null(strstr(f->why, "timed out"));
+	wait_ready(f);
+	assert_false(kofm.called);
+	exec(f, "ROLLBACK");
+}
+
 /* The alarm rows land in stream_alarm_history with their event, in one
  * statement; a replay adds neither again. */
 static void test_stream_alarms(void **state)
@@ -1106,6 +1290,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_decision_and_calibration_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_journal_survives_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream_alarms, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_history_restored, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_history_timeout_is_given_up, setup,
+						teardown),
 	};
 
 	dsn = getenv("DRIFTD_TEST_DSN");

@@ -1271,6 +1271,90 @@ static void test_install_reference(void **state)
 	win_model_free(m);
 }
 
+/* The K-of-M memory keeps the newest alarm_m decisions; after alarm.m
+ * changes, the newest min(old, new) of the earlier ones still count. */
+static void test_decisions_keep_newest_m(void **state)
+{
+	struct win_slice_state ss = { 0 };
+
+	(void)state;
+	assert_int_equal(win_push_decision(&ss, true, 3), 1);
+	assert_int_equal(win_push_decision(&ss, false, 3), 1);
+	assert_int_equal(win_push_decision(&ss, true, 3), 2);
+	assert_int_equal(win_push_decision(&ss, false, 3), 1);	/* t f t f */
+	assert_true(ss.recent == 2);	/* newest first: f t f */
+	/* m 3 -> 2: the oldest of the three goes for good... */
+	assert_int_equal(win_push_decision(&ss, false, 2), 0);
+	/* ...so m 2 -> 4 starts with the two kept, not with four. */
+	assert_int_equal(win_push_decision(&ss, true, 4), 1);
+	assert_int_equal(win_push_decision(&ss, true, 4), 2);
+	assert_int_equal(win_push_decision(&ss, true, 4), 3);
+	assert_int_equal(win_push_decision(&ss, true, 4), 4);
+	assert_int_equal(win_push_decision(&ss, true, 4), 4);
+	/* 64 at most; 1 is the window alone. */
+	for (unsigned i = 0; i < 70; i++)
+		win_push_decision(&ss, true, 64);
+	assert_true(ss.recent == UINT64_MAX);
+	assert_int_equal(win_push_decision(&ss, false, 64), 63);
+	assert_int_equal(win_push_decision(&ss, true, 1), 1);
+	assert_int_equal(win_push_decision(&ss, false, 1), 0);
+}
+
+static const char *const by_two[] = { "region", "dev=ice" };
+
+/* Restored decisions go to their slice, which is created when needed,
+ * within max_slices and only for keys of this slice_by; a restored slice
+ * is idle from the first sweep on, not since 1970. */
+static void test_restore_decisions(void **state)
+{
+	static const char *const fits[] = {
+		"*", "region=eu,dev\\=ice=ios", "region=e\\,u,dev\\=ice=",
+		"region=,dev\\=ice=a\\\\b",
+	};
+	static const char *const foreign[] = {
+		"region=eu", "dev\\=ice=ios,region=eu", "region=eu,dev=ice=ios",
+		"region=eu,dev\\=ice=ios,x=1", "region=eu,dev\\=ice=ios\\",
+		"regional=eu,dev\\=ice=ios", "",
+	};
+	struct win_params p = params(2, 2);
+	struct win_model *m = model_new(&p), *plain = m;
+	struct win_closed *closed = NULL;
+	struct win_ref *r;
+
+	(void)state;
+	assert_int_equal(win_restore_decisions(plain, WIN_WHOLE_MODEL, 5), 0);
+	assert_true(win_state(plain, WIN_WHOLE_MODEL)->recent == 5);
+	assert_int_equal(win_restore_decisions(plain, "region=eu", 1), -EINVAL);
+	win_model_free(plain);
+
+	p.slice_by = by_two;
+	p.n_slice_by = 2;
+	p.max_slices = 4;
+	m = model_new(&p);
+	for (size_t i = 0; i < sizeof(fits) / sizeof(*fits); i++) {
+		assert_int_equal(win_restore_decisions(m, fits[i], i + 1), 0);
+		assert_true(win_state(m, fits[i])->recent == i + 1);
+	}
+	for (size_t i = 0; i < sizeof(foreign) / sizeof(*foreign); i++)
+		assert_int_equal(win_restore_decisions(m, foreign[i], 1), -EINVAL);
+	r = win_ref_new("region=eu", 2, DIM, 0, SMP_FLOAT32);
+	assert_non_null(r);
+	r->n = 2;
+	assert_int_equal(win_install_reference(m, r), -EINVAL);
+	/* Full: an existing slice still takes its decisions. */
+	assert_int_equal(win_slice_count(m), 4);
+	assert_int_equal(win_restore_decisions(m, "region=us,dev\\=ice=x", 1),
+			 -ENOSPC);
+	assert_int_equal(win_restore_decisions(m, fits[1], 9), 0);
+	assert_true(win_state(m, fits[1])->recent == 9);
+	/* The first sweep starts the idle clock of slices without records. */
+	assert_int_equal(win_expire(m, 50000000, 10000, &closed, NULL, NULL), 0);
+	assert_int_equal(win_expire(m, 50009999, 10000, &closed, NULL, NULL), 0);
+	assert_int_equal(win_expire(m, 50010000, 10000, &closed, NULL, NULL), 3);
+	assert_null(closed);
+	win_model_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1303,6 +1387,8 @@ int main(void)
 		cmocka_unit_test(test_expire),
 		cmocka_unit_test(test_reset),
 		cmocka_unit_test(test_install_reference),
+		cmocka_unit_test(test_decisions_keep_newest_m),
+		cmocka_unit_test(test_restore_decisions),
 		cmocka_unit_test(test_float16_storage),
 	};
 
