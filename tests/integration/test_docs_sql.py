@@ -101,6 +101,17 @@ class Cookbook(ObservedCase):
         self.assertEqual(len(mmd), 2)
         self.assertTrue(all(r[5] == "t" and float(r[3]) <= float(r[4]) for r in mmd))
 
+    def check_kofm_history(self, rows):
+        # alarm.m = 1: the newest tested window of each slice, which
+        # drifted in the drifting slice.
+        self.assertIn([DRIFTING, "{%s}" % self.newest(DRIFTING), "{t}", "{1}"],
+                      rows)
+
+    def newest(self, slice_):
+        return self.env.pg.psql(
+            "SELECT max(window_id) FROM driftd.windows WHERE model = 'enc' "
+            f"AND slice = '{slice_}' AND status = 'tested'")[0][0]
+
     def check_reproduce(self, rows):
         self.assertEqual(len(rows), 3)   # mmd and both centroid statistics
 
