@@ -7,6 +7,7 @@ down at start the daemon goes ready and says once that the history starts
 empty."""
 
 import json
+import signal
 import time
 import unittest
 
@@ -21,10 +22,10 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 EMPTY = "K-of-M alarm history starts empty"
 
 
-def kofm_model(name, extra=""):
+def kofm_model(name, extra="", m=3):
     return model_section(name, DIM, slice_by="s", reference=SIZE, window=SIZE,
                          detectors="mmd", permutations=99,
-                         extra="alarm.k = 2\nalarm.m = 3\n" + extra)
+                         extra=f"alarm.k = 2\nalarm.m = {m}\n" + extra)
 
 
 def rows_of(rng, model, shift=0.0, n=SIZE):
@@ -43,11 +44,13 @@ class AlarmHistory(unittest.TestCase):
         cls.r.stop()
         cls.env.__exit__(None, None, None)
 
-    def daemon(self, models):
-        hook = ("[webhook.hook]\n"
+    def hook(self):
+        return ("[webhook.hook]\n"
                 f"url = {self.r.url('/kofm')}\nsecret = {SECRET}\n"
                 "cooldown = 0\nallow_addresses = loopback\n")
-        d = self.env.driftd(models + hook, log_level="info")
+
+    def daemon(self, models):
+        d = self.env.driftd(models + self.hook(), log_level="info")
         self.addCleanup(d.close)
         return d
 
@@ -213,6 +216,33 @@ class AlarmHistory(unittest.TestCase):
         self.assertNotIn("restored K-of-M history", log)
         self.assertEqual(d.metrics()['driftd_model_alarm_histories_restored_'
                                      'total{model="down"}'], 0)
+
+    def test_reload_keeps_the_newest_min_of_old_and_new_m(self):
+        """Drifted, then twice not, with alarm.m = 2: the drifted window has
+        left the history.  A reload to alarm.m = 4 does not bring it back,
+        so one more drifted window is 1 of 4, no alarm."""
+        d = self.daemon(kofm_model("rl", m=2))
+        d.start()
+        rng = np.random.default_rng(4)
+        d.send_lines(rows_of(rng, "rl") + rows_of(rng, "rl", shift=1.5) +
+                     rows_of(rng, "rl") + rows_of(rng, "rl"))
+        self.wait_windows(d, "rl", 6)
+        d.write_config(kofm_model("rl", m=4) + self.hook())
+        d.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while "configuration reloaded" not in d.log_text():
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.1)
+        d.send_lines(rows_of(rng, "rl", shift=1.5))
+        self.wait_windows(d, "rl", 8)
+        rows = [(r[0],) + tuple(r[2:]) for r in self.decisions("rl")]
+        self.assertEqual(rows[:6], [("*", "t", "f", "1"), ("s=a", "t", "f", "1"),
+                                    ("*", "f", "f", "1"), ("s=a", "f", "f", "1"),
+                                    ("*", "f", "f", "0"), ("s=a", "f", "f", "0")])
+        self.assertEqual(rows[6:], [("*", "t", "f", "1"), ("s=a", "t", "f", "1")])
+        self.assertEqual(self.env.pg.psql(
+            "SELECT DISTINCT alarm_m FROM driftd.windows WHERE model = 'rl' "
+            "ORDER BY 1"), [["2"], ["4"]])
 
 
 if __name__ == "__main__":
