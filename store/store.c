@@ -78,18 +78,24 @@ static const char reference_data_sql[] =
 /* The K-of-M history: per slice, the decisions of its newest tested
  * windows evaluated after its model's last reset or its own last expiry,
  * as many as the newest of them had alarm.m (the daemon kept no more),
- * oldest first.  Both window subqueries scan the primary key backwards. */
+ * oldest first.  Each subquery is one backward index probe per slice; JIT
+ * compilation would cost more than it saves on such probes. */
 static const char history_sql[] =
+	"SET LOCAL jit = off;\n"
 	"SELECT s.model, s.slice, h.window_id, h.drifted, h.alarm_m\n"
 	"  FROM driftd.slices s\n"
 	" CROSS JOIN LATERAL (\n"
-	"        SELECT max(x.reset_at) AS at FROM driftd.reference_resets x\n"
-	"         WHERE x.model = s.model AND (x.slice IS NULL OR x.slice = s.slice)) r\n"
+	"        SELECT greatest(\n"
+	"                 (SELECT max(x.reset_at) FROM driftd.reference_resets x\n"
+	"                   WHERE x.model = s.model AND coalesce(x.slice, '') = ''),\n"
+	"                 (SELECT max(x.reset_at) FROM driftd.reference_resets x\n"
+	"                   WHERE x.model = s.model AND coalesce(x.slice, '') = s.slice))\n"
+	"               AS at) r\n"
 	" CROSS JOIN LATERAL (\n"
 	"        SELECT w.window_id, w.drifted, w.alarm_m FROM driftd.windows w\n"
 	"         WHERE w.model = s.model AND w.slice = s.slice\n"
 	"           AND w.status = 'tested' AND w.drifted IS NOT NULL AND w.alarm_m > 0\n"
-	"           AND (r.at IS NULL OR w.evaluated_at > r.at)\n"
+	"           AND w.evaluated_at > coalesce(r.at, '-infinity')\n"
 	"         ORDER BY w.window_id DESC\n"
 	"         LIMIT (SELECT n.alarm_m FROM driftd.windows n\n"
 	"                 WHERE n.model = s.model AND n.slice = s.slice\n"
