@@ -868,9 +868,9 @@ int req_new_retire(const char *model, const char *slice, int64_t at_us,
 bool req_decision(const struct req *r, const char **model, const char **slice,
 		  int64_t *window_id, bool *drifted, unsigned *alarm_m)
 {
-	if (r->kind != REQ_WINDOW || !r->values[WP_DRIFTED] ||
-	    !r->values[WP_ALARM_M] || !r->values[WP_STATUS] ||
-	    strcmp(r->values[WP_STATUS], "tested"))
+	if (r->kind != REQ_WINDOW || !r->values[0] || !r->values[1] ||
+	    !r->values[2] || !r->values[WP_DRIFTED] || !r->values[WP_ALARM_M] ||
+	    !r->values[WP_STATUS] || strcmp(r->values[WP_STATUS], "tested"))
 		return false;
 	*model = r->values[0];
 	*slice = r->values[1];
@@ -882,7 +882,7 @@ bool req_decision(const struct req *r, const char **model, const char **slice,
 
 bool req_retirement(const struct req *r, const char **model, const char **slice)
 {
-	if (r->kind != REQ_RETIRE)
+	if (r->kind != REQ_RETIRE || !r->values[0])
 		return false;
 	*model = r->values[0];
 	*slice = r->values[1];
