@@ -77,13 +77,14 @@ struct store_opts {
 	 * NULL: nothing is restored. */
 	store_want_fn want;
 	store_restore_fn restore;
-	/* K-of-M history restore, on the first boot only, after the references
-	 * and before STORE_READY, when history_want says yes: one query, whose
-	 * slices are completed with the windows and retirements still waiting
-	 * in the journal (in write order), then one call of history with every
-	 * slice (N may be 0; valid during the call).  When the query fails or
-	 * times out the boot goes on without it and history is never called.
-	 * NULL: nothing is restored. */
+	/* K-of-M history restore, on the first boot that gets this far only,
+	 * after the references and before STORE_READY, when history_want says
+	 * yes: one query (within query_timeout), whose slices are completed
+	 * with the windows and retirements still waiting in the journal (in
+	 * write order), then one call of history with every slice (N may be 0;
+	 * H valid during the call).  Tried once: when the query fails or times
+	 * out, the connection is reset as for any boot step, the next boot goes
+	 * on without it and history is never called.  NULL: nothing restored. */
 	bool (*history_want)(void *arg);
 	void (*history)(void *arg, const struct store_history *h, size_t n);
 };
