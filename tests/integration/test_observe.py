@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 import threading
@@ -60,6 +61,18 @@ class Observe(ObservedCase):
         with self.assertRaises(urllib.error.HTTPError) as cm:
             urllib.request.urlopen(req, timeout=10)
         self.assertEqual(cm.exception.code, 405)
+
+    def test_every_route_is_in_the_readme(self):
+        """The README's table of the side port lists every row of http.c's
+        route table."""
+        with open(os.path.join(SOURCE_ROOT, "daemon", "http.c")) as f:
+            routes = re.findall(r'\{ EVHTTP_REQ_(GET|POST), "([^"]+)", \w+ \}', f.read())
+        self.assertGreaterEqual(len(routes), 12)
+        with open(os.path.join(SOURCE_ROOT, "README.md")) as f:
+            table = [l for l in f.read().splitlines() if l.startswith("| `")]
+        for method, pattern in routes:
+            self.assertTrue(any(re.search(rf"`{method} {re.escape(pattern)}[`?]", l)
+                                for l in table), f"{method} {pattern}")
 
     # -- /metrics -------------------------------------------------------
 
