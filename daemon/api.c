@@ -417,6 +417,12 @@ static bool parse_query(struct evhttp_request *req, struct evkeyvalq *kv)
 	return true;
 }
 
+/* A filter's value: empty matches anything. */
+static const char *any(const char *value)
+{
+	return *value ? value : NULL;
+}
+
 /* since, until and limit, which the list endpoints share: 1 when P is one
  * of them, 0 when it is not, -1 when its value is bad (answered 400). */
 static int range_param(struct evhttp_request *req, const struct evkeyval *p,
@@ -460,10 +466,10 @@ static bool history_params(struct evhttp_request *req, struct evkeyvalq *kv,
 	if (!parse_query(req, kv))
 		return false;
 	TAILQ_FOREACH(p, kv, next) {
-		if (!strcmp(p->key, "slice") && *p->value) {
-			q->slice = p->value;
-		} else if (!strcmp(p->key, "test") && *p->value) {
-			q->test = p->value;
+		if (!strcmp(p->key, "slice")) {
+			q->slice = any(p->value);
+		} else if (!strcmp(p->key, "test")) {
+			q->test = any(p->value);
 		} else if ((rc = range_param(req, p, &q->since_us, &q->until_us,
 					     &q->limit))) {
 			if (rc < 0)
@@ -569,16 +575,16 @@ static bool alarm_params(struct evhttp_request *req, struct evkeyvalq *kv,
 	if (!parse_query(req, kv))
 		return false;
 	TAILQ_FOREACH(p, kv, next) {
-		if (!strcmp(p->key, "slice") && *p->value) {
-			q->slice = p->value;
-		} else if (!strcmp(p->key, "detector") && *p->value) {
-			if (!(q->detector = detector_named(p->value))) {
+		if (!strcmp(p->key, "slice")) {
+			q->slice = any(p->value);
+		} else if (!strcmp(p->key, "detector")) {
+			if (*p->value && !(q->detector = detector_named(p->value))) {
 				http_error_json(req, 400, "detector: page_hinkley or "
 						"adwin, got \"%.64s\"", p->value);
 				return false;
 			}
-		} else if (!strcmp(p->key, "signal") && *p->value) {
-			if (!(q->signal = signal_named(p->value))) {
+		} else if (!strcmp(p->key, "signal")) {
+			if (*p->value && !(q->signal = signal_named(p->value))) {
 				http_error_json(req, 400, "signal: score or error, "
 						"got \"%.64s\"", p->value);
 				return false;

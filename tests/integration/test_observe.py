@@ -292,6 +292,10 @@ class Observe(ObservedCase):
         self.assertEqual(self.alarms("?detector=adwin&signal=score")["rows"],
                          self.alarm_rows("detector = 'adwin'"))
         self.assertEqual(self.alarms("?signal=error")["rows"], [])
+        # An empty filter matches anything, as driftctl's unset options.
+        self.assertEqual(self.alarms("?slice=&detector=&signal=")["rows"], every)
+        self.assertEqual(len(self.get_json("/v1/models/enc/history?slice=&test=")[1]["rows"]),
+                         3 * WINDOWS)
         self.assertEqual(self.alarms("?slice=region%3Dus")["rows"], [])
         # limit keeps the newest, newest first
         one = self.alarms("?limit=1")
