@@ -1,7 +1,6 @@
 /* JSON API: request parsing, reads through the store's reader, JSON out. */
 #include "api.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -19,13 +18,19 @@
 #include "engine.h"
 #include "latest.h"
 #include "reader.h"
+#include "recsig.h"
 #include "reqparse.h"
+
+/* /status summarises the streaming alarms of this last span. */
+#define RECENT_ALARMS_US (INT64_C(24) * 3600 * 1000000)
 
 struct api_call {
 	LIST_ENTRY(api_call) link;
 	struct api *a;
 	struct evhttp_request *req;
 	struct rdr_req *rq;
+	json_object *status;	/* /status waiting for its alarm summary */
+	int64_t since_us;	/* of that summary */
 	char model[CONF_NAME_MAX + 1];
 };
 
@@ -45,6 +50,12 @@ struct api *api_new(struct http_srv *h)
 	return a;
 }
 
+static void call_free(struct api_call *c)
+{
+	json_object_put(c->status);
+	free(c);
+}
+
 void api_free(struct api *a)
 {
 	struct api_call *c;
@@ -54,7 +65,7 @@ void api_free(struct api *a)
 	while ((c = LIST_FIRST(&a->calls))) {
 		rdr_cancel(http_ctx(a->h)->rdr, c->rq);
 		LIST_REMOVE(c, link);
-		free(c);
+		call_free(c);
 	}
 	free(a);
 }
@@ -203,7 +214,7 @@ static void refused(struct api_call *c, int err)
 			err == -ENOBUFS	 ? "too many queries in progress, retry later" :
 			err == -EINVAL	 ? "invalid query" :
 					   "out of memory");
-	free(c);
+	call_free(c);
 }
 
 static void started(struct api_call *c)
@@ -231,7 +242,7 @@ static bool read_failed(struct api_call *c, int err, const char *why)
 static void finish(struct api_call *c)
 {
 	LIST_REMOVE(c, link);
-	free(c);
+	call_free(c);
 }
 
 static json_object *test_json(const struct rdr_row *r)
@@ -256,6 +267,63 @@ static json_object *window_json(const struct rdr_row *r)
 	add(w, "window_end", jtime(r->end_us));
 	add(w, "n", json_object_new_int64(r->n));
 	return w;
+}
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void on_alarm_summary(void *arg, int err, const char *why,
+			     const struct rdr_alarm *rows, size_t n,
+			     bool truncated)
+{
+	struct api_call *c = arg;
+	json_object *o, *slices;
+
+	if (read_failed(c, err, why)) {
+		finish(c);
+		return;
+	}
+	o = json_object_new_object();
+	slices = json_object_new_array_ext((int)n);
+	for (size_t i = 0; i < n; i++) {
+		json_object *s = json_object_new_object();
+
+		add(s, "slice", json_object_new_string(rows[i].slice));
+		add(s, "count", json_object_new_int64(rows[i].count));
+		add(s, "detected_at", jtime(rows[i].detected_us));
+		add(s, "detector", json_object_new_string(rows[i].detector));
+		add(s, "signal", json_object_new_string(rows[i].signal));
+		add(s, "direction", json_object_new_string(rows[i].direction));
+		add(s, "alarm_id", json_object_new_int64(rows[i].alarm_id));
+		json_object_array_add(slices, s);
+	}
+	add(o, "since", jtime(c->since_us));
+	add(o, "slices", slices);
+	add(o, "truncated", json_object_new_boolean(truncated));
+	add(c->status, "stream_alarms", o);
+	send_json(c->req, 200, c->status);
+	c->status = NULL;
+	finish(c);
+}
+
+/* The second read of /status: per slice, the streaming alarms of the
+ * last RECENT_ALARMS_US. */
+static void start_alarm_summary(struct api_call *c)
+{
+	int err;
+
+	c->since_us = now_us() - RECENT_ALARMS_US;
+	err = rdr_alarm_summary(http_ctx(c->a->h)->rdr, c->model, c->since_us,
+				on_alarm_summary, c, &c->rq);
+	if (err) {
+		LIST_REMOVE(c, link);
+		refused(c, err);
+	}
 }
 
 static void on_status(void *arg, int err, const char *why,
@@ -289,8 +357,8 @@ static void on_status(void *arg, int err, const char *why,
 	add(o, "model", json_object_new_string(c->model));
 	add(o, "slices", slices);
 	add(o, "truncated", json_object_new_boolean(truncated));
-	send_json(c->req, 200, o);
-	finish(c);
+	c->status = o;
+	start_alarm_summary(c);
 }
 
 void api_status(struct http_srv *h, struct evhttp_request *req,
@@ -337,52 +405,82 @@ static void on_history(void *arg, int err, const char *why,
 	finish(c);
 }
 
-/* Fills Q from the query string; on a bad parameter answers 400. */
-static bool history_params(struct evhttp_request *req, struct evkeyvalq *kv,
-			   struct rdr_history_query *q)
+/* The query string's parameters into KV; on a malformed one answers 400. */
+static bool parse_query(struct evhttp_request *req, struct evkeyvalq *kv)
 {
 	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-	struct evkeyval *p;
-	char *end;
 
 	if (query && evhttp_parse_query_str(query, kv) < 0) {
 		http_error_json(req, 400, "malformed query string");
 		return false;
 	}
+	return true;
+}
+
+/* A filter's value: empty matches anything. */
+static const char *any(const char *value)
+{
+	return *value ? value : NULL;
+}
+
+/* since, until and limit, which the list endpoints share: 1 when P is one
+ * of them, 0 when it is not, -1 when its value is bad (answered 400). */
+static int range_param(struct evhttp_request *req, const struct evkeyval *p,
+		       int64_t *since_us, int64_t *until_us, unsigned *limit)
+{
+	if (!strcmp(p->key, "since") || !strcmp(p->key, "until")) {
+		if (rq_parse_time(p->value, p->key[0] == 's' ? since_us : until_us) < 0) {
+			http_error_json(req, 400, "%s: not an RFC 3339 time or "
+					"unix seconds: \"%.64s\"", p->key, p->value);
+			return -1;
+		}
+		return 1;
+	}
+	if (!strcmp(p->key, "limit")) {
+		if (rq_parse_limit(p->value, limit) < 0) {
+			http_error_json(req, 400, "limit: a positive integer, "
+					"got \"%.32s\"", p->value);
+			return -1;
+		}
+		return 1;
+	}
+	return 0;
+}
+
+static bool range_ok(struct evhttp_request *req, int64_t since_us,
+		     int64_t until_us)
+{
+	if (since_us < until_us)
+		return true;
+	http_error_json(req, 400, "since must be before until");
+	return false;
+}
+
+/* Fills Q from the query string; on a bad parameter answers 400. */
+static bool history_params(struct evhttp_request *req, struct evkeyvalq *kv,
+			   struct rdr_history_query *q)
+{
+	struct evkeyval *p;
+	int rc;
+
+	if (!parse_query(req, kv))
+		return false;
 	TAILQ_FOREACH(p, kv, next) {
-		if (!strcmp(p->key, "slice") && *p->value) {
-			q->slice = p->value;
-		} else if (!strcmp(p->key, "test") && *p->value) {
-			q->test = p->value;
-		} else if (!strcmp(p->key, "since") || !strcmp(p->key, "until")) {
-			int64_t *t = p->key[0] == 's' ? &q->since_us : &q->until_us;
-
-			if (rq_parse_time(p->value, t) < 0) {
-				http_error_json(req, 400, "%s: not an RFC 3339 time or "
-						"unix seconds: \"%.64s\"", p->key, p->value);
+		if (!strcmp(p->key, "slice")) {
+			q->slice = any(p->value);
+		} else if (!strcmp(p->key, "test")) {
+			q->test = any(p->value);
+		} else if ((rc = range_param(req, p, &q->since_us, &q->until_us,
+					     &q->limit))) {
+			if (rc < 0)
 				return false;
-			}
-		} else if (!strcmp(p->key, "limit")) {
-			unsigned long v = strtoul(p->value, &end, 10);
-
-			if (!isdigit((unsigned char)p->value[0]) || *end || v == 0 ||
-			    v > UINT32_MAX) {
-				http_error_json(req, 400, "limit: a positive integer, "
-						"got \"%.32s\"", p->value);
-				return false;
-			}
-			q->limit = (unsigned)v;
 		} else {
 			http_error_json(req, 400, "unknown parameter \"%.64s\" (slice, "
 					"test, since, until, limit)", p->key);
 			return false;
 		}
 	}
-	if (q->since_us >= q->until_us) {
-		http_error_json(req, 400, "since must be before until");
-		return false;
-	}
-	return true;
+	return range_ok(req, q->since_us, q->until_us);
 }
 
 void api_history(struct http_srv *h, struct evhttp_request *req,
@@ -398,6 +496,125 @@ void api_history(struct http_srv *h, struct evhttp_request *req,
 	if (known_model(h, req, args[0]) && history_params(req, &kv, &q) &&
 	    (c = call_new(h, req, args[0]))) {
 		err = rdr_history(http_ctx(h)->rdr, &q, on_history, c, &c->rq);
+		if (err)
+			refused(c, err);
+		else
+			started(c);
+	}
+	evhttp_clear_headers(&kv);
+}
+
+/* ---- /v1/models/{m}/alarms ---- */
+
+static json_object *alarm_json(const struct rdr_alarm *a)
+{
+	json_object *o = json_object_new_object();
+
+	add(o, "alarm_id", json_object_new_int64(a->alarm_id));
+	add(o, "slice", json_object_new_string(a->slice));
+	add(o, "detected_at", jtime(a->detected_us));
+	add(o, "detector", json_object_new_string(a->detector));
+	add(o, "signal", json_object_new_string(a->signal));
+	add(o, "direction", json_object_new_string(a->direction));
+	add(o, "statistic", jdouble(a->statistic));
+	add(o, "threshold", jdouble(a->threshold));
+	add(o, "records_seen", json_object_new_int64(a->records_seen));
+	add(o, "n_before", json_object_new_int64(a->n_before));
+	add(o, "mean_before", jdouble(a->mean_before));
+	add(o, "n_after", json_object_new_int64(a->n_after));
+	add(o, "mean_after", jdouble(a->mean_after));
+	/* jsonb's text; the tokenizer keeps each number's spelling */
+	add(o, "params", json_tokener_parse(a->params));
+	return o;
+}
+
+static void on_alarms(void *arg, int err, const char *why,
+		      const struct rdr_alarm *rows, size_t n, bool truncated)
+{
+	struct api_call *c = arg;
+	json_object *o, *list;
+
+	if (read_failed(c, err, why)) {
+		finish(c);
+		return;
+	}
+	o = json_object_new_object();
+	list = json_object_new_array_ext((int)n);
+	for (size_t i = 0; i < n; i++)
+		json_object_array_add(list, alarm_json(&rows[i]));
+	add(o, "model", json_object_new_string(c->model));
+	add(o, "rows", list);
+	add(o, "truncated", json_object_new_boolean(truncated));
+	send_json(c->req, 200, o);
+	finish(c);
+}
+
+/* The configuration's name equal to VALUE, or NULL. */
+static const char *detector_named(const char *value)
+{
+	for (int d = 0; d < RSIG_DETECTORS; d++)
+		if (!strcmp(value, rsig_detector_name((enum rsig_detector)d)))
+			return rsig_detector_name((enum rsig_detector)d);
+	return NULL;
+}
+
+static const char *signal_named(const char *value)
+{
+	for (int i = 0; i < RSIG_SIGNALS; i++)
+		if (!strcmp(value, rsig_signal_name((enum rsig_signal)i)))
+			return rsig_signal_name((enum rsig_signal)i);
+	return NULL;
+}
+
+static bool alarm_params(struct evhttp_request *req, struct evkeyvalq *kv,
+			 struct rdr_alarm_query *q)
+{
+	struct evkeyval *p;
+	int rc;
+
+	if (!parse_query(req, kv))
+		return false;
+	TAILQ_FOREACH(p, kv, next) {
+		if (!strcmp(p->key, "slice")) {
+			q->slice = any(p->value);
+		} else if (!strcmp(p->key, "detector")) {
+			if (*p->value && !(q->detector = detector_named(p->value))) {
+				http_error_json(req, 400, "detector: page_hinkley or "
+						"adwin, got \"%.64s\"", p->value);
+				return false;
+			}
+		} else if (!strcmp(p->key, "signal")) {
+			if (*p->value && !(q->signal = signal_named(p->value))) {
+				http_error_json(req, 400, "signal: score or error, "
+						"got \"%.64s\"", p->value);
+				return false;
+			}
+		} else if ((rc = range_param(req, p, &q->since_us, &q->until_us,
+					     &q->limit))) {
+			if (rc < 0)
+				return false;
+		} else {
+			http_error_json(req, 400, "unknown parameter \"%.64s\" (slice, "
+					"detector, signal, since, until, limit)", p->key);
+			return false;
+		}
+	}
+	return range_ok(req, q->since_us, q->until_us);
+}
+
+void api_alarms(struct http_srv *h, struct evhttp_request *req,
+		const char *const *args)
+{
+	struct rdr_alarm_query q = { .model = args[0], .since_us = INT64_MIN,
+				     .until_us = INT64_MAX };
+	struct evkeyvalq kv;
+	struct api_call *c = NULL;
+	int err;
+
+	TAILQ_INIT(&kv);
+	if (known_model(h, req, args[0]) && alarm_params(req, &kv, &q) &&
+	    (c = call_new(h, req, args[0]))) {
+		err = rdr_alarms(http_ctx(h)->rdr, &q, on_alarms, c, &c->rq);
 		if (err)
 			refused(c, err);
 		else

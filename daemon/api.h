@@ -1,7 +1,9 @@
 /* The JSON API on the side port (prefix api_): GET /v1/models from the
- * engine's memory; /v1/models/{m}/status and /history from PostgreSQL
- * through the store's reader, answered when the read completes so the
- * loop never waits.  Handlers are rows of http.c's route table.  Errors
+ * engine's memory; /v1/models/{m}/status, /history and /alarms (the
+ * streaming detectors' alarms) from PostgreSQL through the store's reader,
+ * answered when the read completes so the loop never waits.  /status is
+ * two reads: the newest windows, then the last 24 h of streaming alarms
+ * per slice.  Handlers are rows of http.c's route table.  Errors
  * are {"error": "..."} with 400, 404, 500, 503 or 504.  Loop thread only.
  *
  * The status page draws a slice's reliability diagram from an optional
@@ -25,5 +27,7 @@ void api_status(struct http_srv *h, struct evhttp_request *req,
 		const char *const *args);
 void api_history(struct http_srv *h, struct evhttp_request *req,
 		 const char *const *args);
+void api_alarms(struct http_srv *h, struct evhttp_request *req,
+		const char *const *args);
 
 #endif

@@ -707,6 +707,7 @@ static const struct route {
 	{ EVHTTP_REQ_GET, "/v1/models", api_models },
 	{ EVHTTP_REQ_GET, "/v1/models/{m}/status", api_status },
 	{ EVHTTP_REQ_GET, "/v1/models/{m}/history", api_history },
+	{ EVHTTP_REQ_GET, "/v1/models/{m}/alarms", api_alarms },
 	{ EVHTTP_REQ_POST, "/v1/models/{m}/reference/reset", post_reference_reset },
 	{ EVHTTP_REQ_POST, "/v1/webhooks/{name}/test", post_webhook_test },
 	{ EVHTTP_REQ_POST, "/v1/ingest", post_ingest },

@@ -1,5 +1,5 @@
 /* Parsing of what HTTP clients send: route patterns against paths, and
- * times in query strings.  Pure functions, fuzzed (tests/fuzz). */
+ * times and limits in query strings.  Pure functions, fuzzed (tests/fuzz). */
 #include "reqparse.h"
 
 #include <ctype.h>
@@ -120,6 +120,25 @@ int rq_parse_time(const char *s, int64_t *us)
 	if (tm.tm_mday != D)	/* timegm normalised Feb 30 into March */
 		return -EINVAL;
 	*us = t * 1000000 + frac;
+	return 0;
+}
+
+int rq_parse_limit(const char *s, unsigned *v)
+{
+	uint64_t n = 0;
+
+	if (!s || !*s)
+		return -EINVAL;
+	for (; *s; s++) {
+		if (!isdigit((unsigned char)*s))
+			return -EINVAL;
+		n = n * 10 + (uint64_t)(*s - '0');
+		if (n > UINT32_MAX)
+			return -EINVAL;
+	}
+	if (n == 0)
+		return -EINVAL;
+	*v = (unsigned)n;
 	return 0;
 }
 

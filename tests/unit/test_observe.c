@@ -203,6 +203,27 @@ static void test_parse_time(void **state)
 	assert_int_equal(rq_parse_time("17959536001795", &us), -EINVAL);
 }
 
+static void test_parse_limit(void **state)
+{
+	unsigned v = 7;
+
+	assert_int_equal(rq_parse_limit("1", &v), 0);
+	assert_int_equal(v, 1);
+	assert_int_equal(rq_parse_limit("0042", &v), 0);
+	assert_int_equal(v, 42);
+	assert_int_equal(rq_parse_limit("4294967295", &v), 0);
+	assert_int_equal(v, UINT32_MAX);
+	assert_int_equal(rq_parse_limit("4294967296", &v), -EINVAL);
+	assert_int_equal(rq_parse_limit("99999999999999999999999", &v), -EINVAL);
+	assert_int_equal(rq_parse_limit("0", &v), -EINVAL);
+	assert_int_equal(rq_parse_limit("", &v), -EINVAL);
+	assert_int_equal(rq_parse_limit("-1", &v), -EINVAL);
+	assert_int_equal(rq_parse_limit("+1", &v), -EINVAL);
+	assert_int_equal(rq_parse_limit(" 1", &v), -EINVAL);
+	assert_int_equal(rq_parse_limit("1x", &v), -EINVAL);
+	assert_int_equal(v, UINT32_MAX);	/* untouched on error */
+}
+
 static void test_format_time(void **state)
 {
 	char buf[40];
@@ -225,6 +246,7 @@ int main(void)
 		cmocka_unit_test(test_latest_keeps_newest_sorted),
 		cmocka_unit_test(test_route_match),
 		cmocka_unit_test(test_parse_time),
+		cmocka_unit_test(test_parse_limit),
 		cmocka_unit_test(test_format_time),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
