@@ -625,10 +625,49 @@ static bool fast_float(struct fast *f, float *out)
 	return isfinite(v) && isfinite(*out);
 }
 
+/* The shape of nearly every embedding value, "-0.123456": an optional
+ * minus, integer digits without a leading zero, an optional fraction, no
+ * exponent, at most 18 digits in all, before END.  Returns the position
+ * after it with *OUT set as fast_number + fast_float would set it, or
+ * NULL for anything else (they then read the value).  Kept apart from
+ * fast_number so that the loop over an embedding runs on locals alone. */
+static const char *plain_decimal(const char *p, const char *end, float *out)
+{
+	const char *q = p + (*p == '-'), *ip = q, *fp;
+	uint64_t m = 0;
+	size_t in, fn = 0;
+	double v;
+
+	while (q < end && is_digit(*q))
+		m = m * 10 + (uint64_t)(*q++ - '0');
+	in = (size_t)(q - ip);
+	if (in == 0 || (in > 1 && *ip == '0'))
+		return NULL;
+	if (q < end && *q == '.') {
+		fp = ++q;
+		while (q < end && is_digit(*q))
+			m = m * 10 + (uint64_t)(*q++ - '0');
+		fn = (size_t)(q - fp);
+		if (fn == 0)
+			return NULL;
+	} else if (*p == '-' && m == 0) {
+		return NULL;	/* "-0": json-c's integer 0 */
+	}
+	if (in + fn > 18 || (q < end && (*q == 'e' || *q == 'E')))
+		return NULL;
+	/* Below 10^18 < 2^63; exact as a double up to 2^53 (Clinger). */
+	if (m > (UINT64_C(1) << 53))
+		return NULL;
+	v = (double)m / pow10_exact[fn];
+	*out = (float)(*p == '-' ? -v : v);
+	return q;
+}
+
 /* A non-empty array of numbers into the parser's embedding buffer. */
 static bool fast_embedding(struct fast *f, struct record *r)
 {
 	struct ndj_parser *p = f->np;
+	const char *q;
 	size_t n = 0;
 
 	if (!fast_char(f, '['))
@@ -643,8 +682,13 @@ static bool fast_embedding(struct fast *f, struct record *r)
 			p->emb = grown;
 			p->emb_cap = cap;
 		}
-		if (!fast_float(f, &p->emb[n++]))
+		q = f->p < f->end ? plain_decimal(f->p, f->end, &p->emb[n]) :
+				    NULL;
+		if (q)
+			f->p = q;
+		else if (!fast_float(f, &p->emb[n]))
 			return false;
+		n++;
 	} while (fast_char(f, ','));
 	if (!fast_char(f, ']'))
 		return false;
