@@ -217,9 +217,13 @@ static void refused(struct api_call *c, int err)
 	call_free(c);
 }
 
-static void started(struct api_call *c)
+/* A read was asked for: on its way (ERR 0) or refused. */
+static void launched(struct api_call *c, int err)
 {
-	LIST_INSERT_HEAD(&c->a->calls, c, link);
+	if (err)
+		refused(c, err);
+	else
+		LIST_INSERT_HEAD(&c->a->calls, c, link);
 }
 
 /* Answers a failed read; true when it failed. */
@@ -365,15 +369,11 @@ void api_status(struct http_srv *h, struct evhttp_request *req,
 		const char *const *args)
 {
 	struct api_call *c;
-	int err;
 
 	if (!known_model(h, req, args[0]) || !(c = call_new(h, req, args[0])))
 		return;
-	err = rdr_status(http_ctx(h)->rdr, c->model, on_status, c, &c->rq);
-	if (err)
-		refused(c, err);
-	else
-		started(c);
+	launched(c, rdr_status(http_ctx(h)->rdr, c->model, on_status, c,
+			       &c->rq));
 }
 
 static void on_history(void *arg, int err, const char *why,
@@ -490,16 +490,12 @@ void api_history(struct http_srv *h, struct evhttp_request *req,
 				       .until_us = INT64_MAX };
 	struct evkeyvalq kv;
 	struct api_call *c = NULL;
-	int err;
 
 	TAILQ_INIT(&kv);
 	if (known_model(h, req, args[0]) && history_params(req, &kv, &q) &&
 	    (c = call_new(h, req, args[0]))) {
-		err = rdr_history(http_ctx(h)->rdr, &q, on_history, c, &c->rq);
-		if (err)
-			refused(c, err);
-		else
-			started(c);
+		launched(c, rdr_history(http_ctx(h)->rdr, &q, on_history, c,
+					&c->rq));
 	}
 	evhttp_clear_headers(&kv);
 }
@@ -609,16 +605,12 @@ void api_alarms(struct http_srv *h, struct evhttp_request *req,
 				     .until_us = INT64_MAX };
 	struct evkeyvalq kv;
 	struct api_call *c = NULL;
-	int err;
 
 	TAILQ_INIT(&kv);
 	if (known_model(h, req, args[0]) && alarm_params(req, &kv, &q) &&
 	    (c = call_new(h, req, args[0]))) {
-		err = rdr_alarms(http_ctx(h)->rdr, &q, on_alarms, c, &c->rq);
-		if (err)
-			refused(c, err);
-		else
-			started(c);
+		launched(c, rdr_alarms(http_ctx(h)->rdr, &q, on_alarms, c,
+				       &c->rq));
 	}
 	evhttp_clear_headers(&kv);
 }

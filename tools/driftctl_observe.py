@@ -183,20 +183,27 @@ def cmd_history(args):
     params = {"slice": args.slice, "test": args.test, "since": args.since,
               "until": args.until, "limit": args.limit}
     h = api_get(args.url, f"/v1/models/{quote(args.model)}/history", params)
+    header = ["ENDED", "SLICE", "WINDOW", "N", "TEST", "STATISTIC", "P", "THRESHOLD", "DRIFT"]
+    return print_listing(args, h, header, "windows", "rows", lambda r: [
+        short_time(r["window_end"]), r["slice"], str(r["window_id"]), str(r["n"]),
+        r["test"], num(r["statistic"]), num(r["p_value"]), num(r["threshold"]),
+        ("yes", RED) if r["drifted"] else ("no", GREEN)])
+
+
+def print_listing(args, answer, header, what, older, row):
+    """An API listing as JSON (--json) or as a table of ROW(r) for each
+    row, saying when none matched and when older ones were left out."""
     if args.json:
-        print(json.dumps(h, indent=2))
+        print(json.dumps(answer, indent=2))
         return 0
     paint = Painter(use_colour())
-    header = ["ENDED", "SLICE", "WINDOW", "N", "TEST", "STATISTIC", "P", "THRESHOLD", "DRIFT"]
-    rows = [[short_time(r["window_end"]), r["slice"], str(r["window_id"]), str(r["n"]),
-             r["test"], num(r["statistic"]), num(r["p_value"]), num(r["threshold"]),
-             ("yes", RED) if r["drifted"] else ("no", GREEN)] for r in h["rows"]]
+    rows = [row(r) for r in answer["rows"]]
     if not rows:
-        print(paint("no windows match", DIM))
+        print(paint(f"no {what} match", DIM))
         return 0
     print(table(header, rows, paint))
-    if h["truncated"]:
-        print(paint(f"(older rows left out: the newest {len(rows)} are shown; "
+    if answer["truncated"]:
+        print(paint(f"(older {older} left out: the newest {len(rows)} are shown; "
                     "raise --limit or narrow --since)", DIM))
     return 0
 
@@ -208,24 +215,13 @@ def cmd_alarms(args):
     params = {"slice": args.slice, "detector": args.detector, "signal": args.signal,
               "since": args.since, "until": args.until, "limit": args.limit}
     a = api_get(args.url, f"/v1/models/{quote(args.model)}/alarms", params)
-    if args.json:
-        print(json.dumps(a, indent=2))
-        return 0
-    paint = Painter(use_colour())
     header = ["DETECTED", "SLICE", "DETECTOR", "SIGNAL", "DIRECTION", "STATISTIC",
               "THRESHOLD", "SEEN", "MEAN BEFORE -> AFTER", "N BEFORE/AFTER"]
-    rows = [[short_time(r["detected_at"]), r["slice"], (r["detector"], RED), r["signal"],
-             r["direction"], num(r["statistic"]), num(r["threshold"]),
-             str(r["records_seen"]), f"{num(r['mean_before'])} -> {num(r['mean_after'])}",
-             f"{r['n_before']}/{r['n_after']}"] for r in a["rows"]]
-    if not rows:
-        print(paint("no stream alarms match", DIM))
-        return 0
-    print(table(header, rows, paint))
-    if a["truncated"]:
-        print(paint(f"(older alarms left out: the newest {len(rows)} are shown; "
-                    "raise --limit or narrow --since)", DIM))
-    return 0
+    return print_listing(args, a, header, "stream alarms", "alarms", lambda r: [
+        short_time(r["detected_at"]), r["slice"], (r["detector"], RED), r["signal"],
+        r["direction"], num(r["statistic"]), num(r["threshold"]),
+        str(r["records_seen"]), f"{num(r['mean_before'])} -> {num(r['mean_after'])}",
+        f"{r['n_before']}/{r['n_after']}"])
 
 
 def run(fn):
