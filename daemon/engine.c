@@ -185,6 +185,7 @@ static struct det_input det_input_of(const struct win_closed *c,
 	return (struct det_input){
 		.ref = ref, .n = c->ref->n,
 		.win = win, .m = c->n,
+		.win_sums = c->sums,
 		.dim = c->dim,
 		.ref_scores = c->ref->scores,
 		.win_scores = c->scores,
@@ -291,6 +292,8 @@ static int project_window(struct win_closed *c)
 	if (!out)
 		return -ENOMEM;
 	free(c->data);
+	free(c->sums);	/* of the rows before projection */
+	c->sums = NULL;
 	c->data = out;
 	c->dim = r->dim;
 	c->format = SMP_FLOAT32;
@@ -1035,6 +1038,7 @@ static struct win_params win_params_of(const struct conf_model *cfg)
 		.n_slice_by = cfg->n_slice_by,
 		.seed = cfg->seed,
 		.format = format_of(cfg),
+		.col_sums = (cfg->detectors & CONF_DET_CENTROID) != 0,
 	};
 }
 

@@ -67,10 +67,33 @@ static float at(const void *src, size_t i)
 	return v;
 }
 
-static void store_portable(uint16_t *dst, const void *src, size_t n)
+/* Value I of SRC into DST[I] as float32, and into SUM[I] when SUM. */
+static void put_f32(float *dst, const void *src, size_t i, double *sum)
 {
-	for (size_t i = 0; i < n; i++)
-		dst[i] = smp_to_half(at(src, i));
+	float v = at(src, i);
+
+	dst[i] = v;
+	if (sum)
+		sum[i] += (double)v;
+}
+
+/* The same as float16; the sum gets the value as rounded. */
+static void put_f16(uint16_t *dst, const void *src, size_t i, double *sum)
+{
+	dst[i] = smp_to_half(at(src, i));
+	if (sum)
+		sum[i] += (double)smp_from_half(dst[i]);
+}
+
+static void store_portable(enum smp_format f, void *dst, const void *src,
+			   size_t n, double *sum)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (f == SMP_FLOAT16)
+			put_f16(dst, src, i, sum);
+		else
+			put_f32(dst, src, i, sum);
+	}
 }
 
 static void load_portable(float *dst, const uint16_t *src, size_t n)
@@ -85,45 +108,64 @@ static void load_portable(float *dst, const uint16_t *src, size_t n)
  * cache first (the loop thread's copy into windows cost a quarter less in
  * the ingest profile).  The fence publishes them before the buffer can be
  * handed over. */
-static void store_f32_stream(float *dst, const void *src, size_t n)
+static void store_f32_stream(float *dst, const void *src, size_t n,
+			     double *sum)
 {
 	const char *s = src;
 	size_t i = 0;
 
 	for (; i < n && ((uintptr_t)(dst + i) & 15); i++)
-		dst[i] = at(src, i);
+		put_f32(dst, src, i, sum);
 	for (; i + 4 <= n; i += 4) {
 		__m128 v;
 
 		memcpy(&v, s + i * 4, sizeof(v));
 		_mm_stream_ps(dst + i, v);
+		if (sum) {
+			_mm_storeu_pd(sum + i, _mm_add_pd(_mm_loadu_pd(sum + i),
+							  _mm_cvtps_pd(v)));
+			_mm_storeu_pd(sum + i + 2,
+				      _mm_add_pd(_mm_loadu_pd(sum + i + 2),
+						 _mm_cvtps_pd(_mm_movehl_ps(v, v))));
+		}
 	}
 	for (; i < n; i++)
-		dst[i] = at(src, i);
+		put_f32(dst, src, i, sum);
 	_mm_sfence();
 }
 
 /* Eight values per instruction, streamed as above; the ends go through
  * the portable code, which rounds the same way. */
 __attribute__((target("avx,f16c"))) static void
-store_f16c(uint16_t *dst, const void *src, size_t n)
+store_f16c(uint16_t *dst, const void *src, size_t n, double *sum)
 {
 	const __m256 hi = _mm256_set1_ps(65504.0f), lo = _mm256_set1_ps(-65504.0f);
 	const char *s = src;
 	size_t i = 0;
 
 	for (; i < n && ((uintptr_t)(dst + i) & 15); i++)
-		dst[i] = smp_to_half(at(src, i));
+		put_f16(dst, src, i, sum);
 	for (; i + 8 <= n; i += 8) {
 		__m256 v;
+		__m128i h;
 
 		memcpy(&v, s + i * 4, sizeof(v));
 		v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
-		_mm_stream_si128((__m128i *)(void *)(dst + i),
-				 _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT |
-							    _MM_FROUND_NO_EXC));
+		h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT |
+					       _MM_FROUND_NO_EXC);
+		_mm_stream_si128((__m128i *)(void *)(dst + i), h);
+		if (sum) {
+			v = _mm256_cvtph_ps(h);
+			_mm256_storeu_pd(sum + i, _mm256_add_pd(
+				_mm256_loadu_pd(sum + i),
+				_mm256_cvtps_pd(_mm256_castps256_ps128(v))));
+			_mm256_storeu_pd(sum + i + 4, _mm256_add_pd(
+				_mm256_loadu_pd(sum + i + 4),
+				_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
+		}
 	}
-	store_portable(dst + i, s + i * 4, n - i);
+	for (; i < n; i++)
+		put_f16(dst, src, i, sum);
 	_mm_sfence();
 }
 
@@ -165,23 +207,30 @@ static bool have_f16c(void)
 }
 #endif
 
+void smp_store_sum(enum smp_format f, void *dst, const void *src, size_t n,
+		   double *sum)
+{
+#ifdef SMP_X86
+	if (f == SMP_FLOAT32) {
+		store_f32_stream(dst, src, n, sum);
+		return;
+	}
+	if (have_f16c()) {
+		store_f16c(dst, src, n, sum);
+		return;
+	}
+#else
+	if (f == SMP_FLOAT32 && !sum) {
+		memcpy(dst, src, n * sizeof(float));
+		return;
+	}
+#endif
+	store_portable(f, dst, src, n, sum);
+}
+
 void smp_store(enum smp_format f, void *dst, const void *src, size_t n)
 {
-	if (f == SMP_FLOAT32) {
-#ifdef SMP_X86
-		store_f32_stream(dst, src, n);
-#else
-		memcpy(dst, src, n * sizeof(float));
-#endif
-		return;
-	}
-#ifdef SMP_X86
-	if (have_f16c()) {
-		store_f16c(dst, src, n);
-		return;
-	}
-#endif
-	store_portable(dst, src, n);
+	smp_store_sum(f, dst, src, n, NULL);
 }
 
 void smp_load(enum smp_format f, float *dst, const void *src, size_t n)

@@ -25,6 +25,12 @@ static inline size_t smp_width(enum smp_format f)
  * ±65504.  SRC need not be aligned to a float (records' embeddings). */
 void smp_store(enum smp_format f, void *dst, const void *src, size_t n);
 
+/* smp_store, and adds each value as stored (rounded, in float16) to
+ * SUM[0..N) in double: a window's column sums kept as its rows arrive,
+ * equal bit for bit to summing the stored rows in order afterwards. */
+void smp_store_sum(enum smp_format f, void *dst, const void *src, size_t n,
+		   double *sum);
+
 /* Loads N values stored in format F at SRC into DST as float32 (exact). */
 void smp_load(enum smp_format f, float *dst, const void *src, size_t n);
 

@@ -30,6 +30,7 @@ struct win_slice {
 	struct win_ref *ref;	/* frozen reference, NULL until first use */
 	/* current window */
 	float *cur, *cur_scores;
+	double *cur_sums;	/* win_params.col_sums since the window opened */
 	unsigned cur_n, cur_cap;
 	int64_t cur_start_us, cur_end_us;
 	struct cal_buf cal;
@@ -135,6 +136,7 @@ void win_closed_free(struct win_closed *c)
 		return;
 	win_ref_put(c->ref);
 	free(c->data);
+	free(c->sums);
 	free((void *)c->scores);
 	free(c->cal_scores);
 	free(c->cal_labels);
@@ -327,6 +329,7 @@ static void slice_free(struct win_slice *s)
 	win_ref_put(s->ref);
 	free(s->cur);
 	free(s->cur_scores);
+	free(s->cur_sums);
 	cal_free(&s->cal);
 	free(s);
 }
@@ -428,6 +431,7 @@ int win_model_update(struct win_model *m, const struct win_params *p)
 	m->p.reference_min = p->reference_min;
 	m->p.max_slices = p->max_slices;
 	m->p.seed = p->seed;
+	m->p.col_sums = p->col_sums;
 	return 0;
 }
 
@@ -563,6 +567,7 @@ static struct win_closed *close_window(struct win_model *m, struct win_slice *s)
 	c->data = s->cur;
 	c->format = m->p.format;
 	c->cap = s->cur_cap;
+	c->sums = s->cur_sums;
 	c->scores = s->cur_scores;
 	c->k = m->p.k;
 	c->cal_scores = s->cal.scores;
@@ -571,6 +576,7 @@ static struct win_closed *close_window(struct win_model *m, struct win_slice *s)
 	c->labels_seen = s->cal.seen;
 	memset(&s->cal, 0, sizeof(s->cal));
 	s->cur = s->cur_scores = NULL;
+	s->cur_sums = NULL;
 	s->cur_n = 0;
 	return c;
 fail:
@@ -605,6 +611,13 @@ static int open_window(struct win_model *m, struct win_slice *s)
 	    !(s->cur_scores = malloc((size_t)m->p.window_max * m->p.k *
 				     sizeof(float))))
 		return -ENOMEM;
+	if (s->cur_n == 0) {
+		free(s->cur_sums);
+		s->cur_sums = NULL;
+		if (m->p.col_sums && !(s->cur_sums = calloc(m->p.dim,
+							   sizeof(double))))
+			return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -671,8 +684,8 @@ static enum rec_err add_live(struct win_model *m, struct win_slice *s,
 		return REC_ERR_OVERSIZE;
 	if (s->cur_n == 0)
 		s->cur_start_us = s->cur_end_us = ts;
-	smp_store(m->p.format, row_at(s->cur, s->cur_n, dim, m->p.format),
-		  r->embedding, dim);
+	smp_store_sum(m->p.format, row_at(s->cur, s->cur_n, dim, m->p.format),
+		      r->embedding, dim, s->cur_sums);
 	if (m->p.k)
 		memcpy(s->cur_scores + (size_t)s->cur_n * m->p.k, r->scores,
 		       m->p.k * sizeof(float));
@@ -926,6 +939,8 @@ size_t win_memory(const struct win_model *m)
 			bytes += r->n * (r->dim * smp_width(r->format) + pair);
 		bytes += s->cur_n * (m->p.dim * smp_width(m->p.format) +
 				     m->p.k * sizeof(float));
+		if (s->cur_sums)
+			bytes += m->p.dim * sizeof(double);
 		bytes += s->cal.n * pair;
 	}
 	return bytes;

@@ -69,6 +69,11 @@ struct win_params {
 	size_t n_slice_by;
 	uint64_t seed;
 	enum smp_format format;		/* how reference and window rows are kept */
+	/* Keep each window's column sums as its records arrive: the centroid
+	 * test's mean then costs the worker nothing, instead of a second
+	 * pass over the window from memory.  A change applies from the
+	 * next window on. */
+	bool col_sums;
 };
 
 enum win_status {
@@ -87,6 +92,9 @@ struct win_closed {
 	float *data;		/* n × dim rows in format, owned; room for cap */
 	enum smp_format format;	/* read the rows with win_closed_rows() */
 	unsigned cap;
+	/* Column sums of the rows as stored, added up in row order as they
+	 * arrived (win_params.col_sums), owned; NULL when not kept. */
+	double *sums;
 	const float *scores;	/* n × k, owned; NULL when k == 0 */
 	unsigned k;
 	/* (scores, label) pairs joined while the window was open: a uniform
@@ -139,8 +147,8 @@ unsigned win_push_decision(struct win_slice_state *ss, bool drifted,
  * reference_size < 2, dim == 0 or window_max == 0. */
 struct win_model *win_model_new(const struct win_params *p);
 
-/* Applies new window sizes, window_min, reference_min, max_slices and seed
- * (a reload); dim, k, reference_size and slice_by must not change and are
+/* Applies new window sizes, window_min, reference_min, max_slices, seed
+ * and col_sums (a reload); dim, k, reference_size and slice_by must not change and are
  * ignored.  Open windows keep their records: one already past a smaller
  * window_size closes with its next record.  Returns 0 or -ENOMEM. */
 int win_model_update(struct win_model *m, const struct win_params *p);

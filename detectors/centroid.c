@@ -61,22 +61,38 @@ int cen_distance(const double *mean_a, const double *mean_b, size_t d,
 	return 0;
 }
 
-int cen_shift(const float *ref, size_t n, const float *win, size_t m,
-	      size_t d, struct cen_result *out)
+/* cen_shift with the window as rows (WIN) or as column sums (SUMS). */
+static int shift(const float *ref, size_t n, const float *win,
+		 const double *sums, size_t m, size_t d, struct cen_result *out)
 {
 	double *means;
 	int err;
 
-	if (!ref || !win || !out || n < 1 || m < 1 || d < 1)
+	if (!ref || (!win && !sums) || !out || n < 1 || m < 1 || d < 1)
 		return -EINVAL;
 	means = reallocarray(NULL, d, 2 * sizeof *means);
 	if (!means)
 		return -ENOMEM;
 	err = cen_mean(ref, n, d, means);
-	if (!err)
+	if (!err && win)
 		err = cen_mean(win, m, d, means + d);
+	/* cen_mean's own last step: sums, in row order, over the count */
+	for (size_t j = 0; !err && !win && j < d; j++)
+		means[d + j] = sums[j] / (double)m;
 	if (!err)
 		err = cen_distance(means, means + d, d, out);
 	free(means);
 	return err;
+}
+
+int cen_shift(const float *ref, size_t n, const float *win, size_t m,
+	      size_t d, struct cen_result *out)
+{
+	return win ? shift(ref, n, win, NULL, m, d, out) : -EINVAL;
+}
+
+int cen_shift_sums(const float *ref, size_t n, const double *win_sums,
+		   size_t m, size_t d, struct cen_result *out)
+{
+	return win_sums ? shift(ref, n, NULL, win_sums, m, d, out) : -EINVAL;
 }

@@ -31,4 +31,10 @@ int cen_distance(const double *mean_a, const double *mean_b, size_t d,
 int cen_shift(const float *ref, size_t n, const float *win, size_t m,
 	      size_t d, struct cen_result *out);
 
+/* cen_shift with the window given by its column sums WIN_SUMS[0..d) over
+ * M rows, added up in double in row order: the same result, bit for bit,
+ * without reading the window's rows. */
+int cen_shift_sums(const float *ref, size_t n, const double *win_sums,
+		   size_t m, size_t d, struct cen_result *out);
+
 #endif

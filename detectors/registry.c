@@ -67,7 +67,10 @@ static int run_centroid(const struct det_input *in,
 			char *why, size_t whylen)
 {
 	struct cen_result res;
-	int err = cen_shift(in->ref, in->n, in->win, in->m, in->dim, &res);
+	int err = in->win_sums ?
+		cen_shift_sums(in->ref, in->n, in->win_sums, in->m, in->dim,
+			       &res) :
+		cen_shift(in->ref, in->n, in->win, in->m, in->dim, &res);
 
 	if (err)
 		return failed(err, "centroid", why, whylen);

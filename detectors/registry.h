@@ -43,6 +43,9 @@ enum det_kind {
 struct det_input {
 	const float *ref, *win;   /* n x dim and m x dim embeddings */
 	size_t n, m, dim;
+	/* Column sums of win in double, added in row order (the loop keeps
+	 * them as records arrive), or NULL: centroid then sums win itself. */
+	const double *win_sums;
 	const float *ref_scores;  /* n x k, NULL when the model has none */
 	const float *win_scores;  /* m x k, NULL when the model has none */
 	unsigned k;

@@ -49,12 +49,14 @@ class AllDetectors(DaemonCase):
     def feed(cls):
         rng = np.random.default_rng(20261206)
         lines = []
+        cls.sent = []  # (region, embedding as the daemon parses it)
         for i in range(4 * REF):
             region = "ab"[i % 2]
             emb = rng.normal(size=DIM) + 1.0
             if i >= 2 * REF and region == "b":
                 emb[:DIM // 2] += 0.6
             lines.append(record("enc", emb, {"region": region}))
+            cls.sent.append((region, np.float32(np.round(emb, 6))))
         for i in range(REF + WIN):
             emb = rng.normal(size=DIM)
             if i >= REF:
@@ -128,6 +130,27 @@ class AllDetectors(DaemonCase):
         self.assertAlmostEqual(float(tests["health_effective_rank"][6]), 0.25)
         self.assertIsNone(tests["centroid_euclidean"][6])
         self.assertEqual(tests["health_effective_rank"][7], "f")
+
+    def test_centroid_is_numpy_on_the_rows_sent(self):
+        # The daemon keeps window means as records arrive (column sums);
+        # they must be the means of exactly the window's rows.
+        whole = [e for _, e in self.sent]
+        by = {k: [e for r, e in self.sent if r == k] for k in "ab"}
+        cases = {("*", "1"): (whole[:REF], whole[REF:2 * REF]),
+                 ("*", "3"): (whole[:REF], whole[3 * REF:]),
+                 ("region=a", "1"): (by["a"][:REF], by["a"][REF:]),
+                 ("region=b", "1"): (by["b"][:REF], by["b"][REF:])}
+        wins = self.windows("enc")
+        for key, (ref, win) in cases.items():
+            a = np.mean(np.array(ref, dtype=np.float64), axis=0)
+            b = np.mean(np.array(win, dtype=np.float64), axis=0)
+            cos = 1 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+            self.assertAlmostEqual(
+                float(wins[key]["centroid_cosine"][4]), cos, delta=1e-9,
+                msg=key)
+            self.assertAlmostEqual(
+                float(wins[key]["centroid_euclidean"][4]),
+                np.linalg.norm(a - b), delta=1e-9, msg=key)
 
     def test_skipped_detectors_logged(self):
         log = self.d.log_text()

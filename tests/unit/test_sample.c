@@ -163,6 +163,51 @@ static void bulk_lengths(void **state)
 		}
 }
 
+/* smp_store_sum stores what smp_store does and adds each value as stored,
+ * in order, to the running sums: bit for bit what adding the rows loaded
+ * back gives, at every length and misalignment, in both formats. */
+static void store_sum_is_rows_summed(void **state)
+{
+	enum smp_format formats[] = { SMP_FLOAT32, SMP_FLOAT16 };
+	float pool[3][80], back[80];
+	uint16_t a[2][170], b[2][170];
+	double got[80], want[80];
+	struct rng r;
+
+	(void)state;
+	rng_init(&r, 9, 0);
+	for (size_t k = 0; k < 3; k++)
+		for (size_t i = 0; i < 80; i++)	/* far from 0: rounding shows */
+			pool[k][i] = (float)(1e4 + (rng_uniform(&r) - 0.5) * 7.0);
+	for (size_t fi = 0; fi < 2; fi++) {
+		enum smp_format f = formats[fi];
+		size_t w = smp_width(f);
+
+		for (size_t off = 0; off < 5; off++)
+			for (size_t n = 0; n + off <= 70; n++) {
+				memset(a, 0xee, sizeof(a));
+				memset(b, 0xee, sizeof(b));
+				memset(got, 0, sizeof(got));
+				memset(want, 0, sizeof(want));
+				for (size_t k = 0; k < 3; k++) {
+					char *ra = (char *)a[k % 2] + off * w,
+					     *rb = (char *)b[k % 2] + off * w;
+
+					smp_store_sum(f, ra, pool[k], n, got);
+					smp_store(f, rb, pool[k], n);
+					assert_memory_equal(ra, rb, n * w);
+					assert_int_equal(((unsigned char *)ra)[n * w],
+							 0xee);
+					smp_load(f, back, rb, n);
+					for (size_t i = 0; i < n; i++)
+						want[i] += (double)back[i];
+				}
+				assert_memory_equal(got, want, n * sizeof(double));
+				assert_true(got[n] == 0.0);
+			}
+	}
+}
+
 static void gaussian(struct rng *r, float *x, size_t n, float shift)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -215,6 +260,7 @@ int main(void)
 		cmocka_unit_test(every_half),
 		cmocka_unit_test(saturates),
 		cmocka_unit_test(bulk_lengths),
+		cmocka_unit_test(store_sum_is_rows_summed),
 		cmocka_unit_test(mmd_float16_close),
 	};
 

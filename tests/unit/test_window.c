@@ -905,6 +905,67 @@ static void test_closed_outlives_model(void **state)
 	win_ref_put(extra);
 }
 
+/* Column sums of C's rows as stored, added up in row order. */
+static void assert_sums_of_rows(const struct win_closed *c)
+{
+	double want[DIM] = { 0 };
+	float *copy;
+	const float *rows = win_closed_rows(c, &copy);
+
+	assert_non_null(c->sums);
+	for (size_t i = 0; i < c->n; i++)
+		for (size_t j = 0; j < DIM; j++)
+			want[j] += (double)rows[i * DIM + j];
+	assert_memory_equal(c->sums, want, sizeof(want));
+	free(copy);
+}
+
+/* With col_sums every window, in "*" and in its slice, leaves with the
+ * sums of its rows as stored (float16: as rounded); a reload that turns
+ * them on starts with the next window, never half-way through one. */
+static void test_column_sums(void **state)
+{
+	enum smp_format formats[] = { SMP_FLOAT32, SMP_FLOAT16 };
+
+	(void)state;
+	for (size_t fi = 0; fi < 2; fi++) {
+		struct win_params p = params_by_region(2, 3);
+		struct win_closed *closed = NULL, *c;
+		struct win_model *m;
+		unsigned k = 0;
+
+		p.format = formats[fi];
+		m = model_new(&p);
+		while (k < 4)	/* the references, then two rows open */
+			live(m, 1000 + k++, "eu", &closed);
+		p.col_sums = true;
+		assert_int_equal(win_model_update(m, &p), 0);
+		while (k < 10)	/* windows 1 (rows 2-4) and 2 (5-7) */
+			live(m, 1000 + k++, "eu", &closed);
+		c = take(&closed, WIN_WHOLE_MODEL, 1);
+		assert_null(c->sums);	/* opened before the reload */
+		win_closed_free(c);
+		c = take(&closed, WIN_WHOLE_MODEL, 2);
+		assert_sums_of_rows(c);
+		win_closed_free(c);
+		c = take(&closed, "region=eu", 2);
+		assert_sums_of_rows(c);
+		win_recycle(m, c);
+		p.col_sums = false;
+		assert_int_equal(win_model_update(m, &p), 0);
+		while (k < 16)	/* windows 3 (8-10) and 4 (11-13) */
+			live(m, 1000 + k++, "eu", &closed);
+		c = take(&closed, WIN_WHOLE_MODEL, 3);
+		assert_sums_of_rows(c);	/* opened before turning them off */
+		win_closed_free(c);
+		c = take(&closed, WIN_WHOLE_MODEL, 4);
+		assert_null(c->sums);
+		win_closed_free(c);
+		free_list(closed);
+		win_model_free(m);
+	}
+}
+
 /* Rows of DATA, read back from FORMAT, are rows KS[0..n) as that format
  * keeps them. */
 static void assert_stored_rows(const float *data, enum smp_format format,
@@ -1390,6 +1451,7 @@ int main(void)
 		cmocka_unit_test(test_decisions_keep_newest_m),
 		cmocka_unit_test(test_restore_decisions),
 		cmocka_unit_test(test_float16_storage),
+		cmocka_unit_test(test_column_sums),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
