@@ -1657,6 +1657,7 @@ static void sweep_model(struct eng *e, struct eng_model *m, int64_t now)
 	struct win_closed *closed = NULL;
 
 	m->labels_expired += lbl_expire(m->labels, now);
+	win_trim_spares(m->win);
 	if (!m->cfg->slice_idle_us || !store_accepting(e->store))
 		return;
 	win_expire(m->win, now, m->cfg->slice_idle_us, &closed,
@@ -1875,6 +1876,7 @@ void eng_foreach_model(const struct eng *e,
 			.dim = m->cfg->dim,
 			.slices = win_slice_count(m->win),
 			.sample_bytes = win_memory(m->win),
+			.spare_bytes = win_spare_bytes(m->win),
 			.records = m->records,
 			.windows = m->windows,
 			.slices_refused = m->slices_refused,

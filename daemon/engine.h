@@ -93,6 +93,7 @@ struct eng_model_info {
 	unsigned dim;
 	size_t slices;
 	size_t sample_bytes;
+	size_t spare_bytes;	/* closed windows' buffers kept for new ones */
 	uint64_t records, windows;
 	uint64_t slices_refused;	/* records refused over max_slices */
 	uint64_t slices_expired;

@@ -284,6 +284,8 @@ static void model_families(struct evbuffer *b, const struct model_list *ml)
 		{ "driftd_model_slices", "gauge", "Slices tracked per model." },
 		{ "driftd_model_sample_bytes", "gauge",
 		  "Bytes of reference and window samples per model." },
+		{ "driftd_model_spare_window_bytes", "gauge",
+		  "Bytes of closed windows' buffers kept for the next windows." },
 		{ "driftd_model_records_total", "counter", "Records accepted per model." },
 		{ "driftd_model_windows_total", "counter", "Windows closed per model." },
 		{ "driftd_model_slices_drifted", "gauge",
@@ -311,6 +313,7 @@ static void model_families(struct evbuffer *b, const struct model_list *ml)
 		for (size_t i = 0; i < ml->n; i++) {
 			const struct eng_model_info *mi = &ml->m[i];
 			double v[] = { (double)mi->slices, (double)mi->sample_bytes,
+				       (double)mi->spare_bytes,
 				       (double)mi->records, (double)mi->windows,
 				       (double)lat_drifted(mi->latest),
 				       (double)mi->slices_refused,

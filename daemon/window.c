@@ -50,6 +50,7 @@ struct win_model {
 	int64_t max_window_id;		/* highest id handed out or stored */
 	float *spare[WIN_SPARES];	/* recycled window buffers */
 	unsigned spare_cap[WIN_SPARES], n_spare;
+	bool spare_taken;		/* since the last win_trim_spares */
 };
 
 /* Storage of ROWS rows of DIM values kept in F, in whole floats. */
@@ -161,6 +162,7 @@ void win_recycle(struct win_model *m, struct win_closed *c)
 static float *window_buffer(struct win_model *m, unsigned *cap)
 {
 	if (m->n_spare) {
+		m->spare_taken = true;
 		m->n_spare--;
 		*cap = m->spare_cap[m->n_spare];
 		return m->spare[m->n_spare];
@@ -174,6 +176,23 @@ static void drop_spares(struct win_model *m)
 {
 	while (m->n_spare)
 		free(m->spare[--m->n_spare]);
+}
+
+void win_trim_spares(struct win_model *m)
+{
+	if (!m->spare_taken)
+		drop_spares(m);
+	m->spare_taken = false;
+}
+
+size_t win_spare_bytes(const struct win_model *m)
+{
+	size_t bytes = 0;
+
+	for (unsigned i = 0; i < m->n_spare; i++)
+		bytes += row_floats(m->spare_cap[i], m->p.dim, m->p.format) *
+			 sizeof(float);
+	return bytes;
 }
 
 static uint64_t hash_str(const char *s)

@@ -7,6 +7,7 @@ its half-precision rows, and after kill -9 it restores that reference and
 tests the next windows against it."""
 
 import struct
+import time
 import unittest
 
 import numpy as np
@@ -108,6 +109,17 @@ class Float16Storage(unittest.TestCase):
         # Three references of SIZE rows, no open window rows.
         self.assertEqual(b32, 3 * SIZE * DIM * 4)
         self.assertEqual(b16, b32 / 2)
+
+    def test_spare_buffers_returned_when_idle(self):
+        # Closed windows' buffers wait for the next windows, then go back
+        # once a second passes without a window opening.
+        gauge = 'driftd_model_spare_window_bytes{model="f16"}'
+        self.assertIn(gauge, self.metrics)
+        deadline = time.monotonic() + 10
+        while self.d.metrics()[gauge] != 0:
+            self.assertLess(time.monotonic(), deadline,
+                            "spare buffers still held after 10 s idle")
+            time.sleep(0.2)
 
     def saved(self, model, slice_):
         (hexdata,), = self.env.pg.psql(

@@ -966,6 +966,53 @@ static void test_column_sums(void **state)
 	}
 }
 
+/* A pause right after "*" and a slice closed together: both buffers come
+ * back as spares before either window reopens, and the two windows after
+ * that still find buffers kept (four in all); a second without any window
+ * taking one frees them. */
+static void test_spares_survive_a_pause(void **state)
+{
+	struct win_params p = params_by_region(2, 2);
+	struct win_model *m = model_new(&p);
+	struct win_closed *closed = NULL, *first, *second;
+	size_t one = 2 * ROW_BYTES;
+	unsigned k = 0;
+
+	(void)state;
+	while (k < 2)		/* the references of "*" and eu */
+		live(m, k++, "eu", &closed);
+	while (k < 4)		/* "*" and eu close together */
+		live(m, k++, "eu", &closed);
+	first = closed;
+	closed = NULL;
+	live(m, k++, "eu", &closed);	/* both reopen on fresh buffers */
+	live(m, k++, "eu", &closed);	/* and close */
+	second = closed;
+	closed = NULL;
+	assert_int_equal(list_len(first) + list_len(second), 4);
+	while (first) {
+		struct win_closed *next = first->next;
+
+		win_recycle(m, first);
+		first = next;
+	}
+	while (second) {	/* the pause: nothing reopened yet */
+		struct win_closed *next = second->next;
+
+		win_recycle(m, second);
+		second = next;
+	}
+	assert_int_equal(win_spare_bytes(m), 4 * one);
+	live(m, k++, "eu", &closed);	/* takes two */
+	assert_int_equal(win_spare_bytes(m), 2 * one);
+	win_trim_spares(m);		/* one was taken: kept */
+	assert_int_equal(win_spare_bytes(m), 2 * one);
+	win_trim_spares(m);		/* none since: freed */
+	assert_int_equal(win_spare_bytes(m), 0);
+	free_list(closed);
+	win_model_free(m);
+}
+
 /* Rows of DATA, read back from FORMAT, are rows KS[0..n) as that format
  * keeps them. */
 static void assert_stored_rows(const float *data, enum smp_format format,
@@ -1452,6 +1499,7 @@ int main(void)
 		cmocka_unit_test(test_restore_decisions),
 		cmocka_unit_test(test_float16_storage),
 		cmocka_unit_test(test_column_sums),
+		cmocka_unit_test(test_spares_survive_a_pause),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
