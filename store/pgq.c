@@ -359,17 +359,9 @@ static void on_flush_io(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-int pgq_send(struct pgq *q, const char *sql, int nparams,
-	     const char *const *values, const int *lengths, const int *formats,
-	     uint64_t timeout_us)
+/* After a PQsend* call that returned OK: the query is on its way. */
+static int sent(struct pgq *q, int ok, uint64_t timeout_us)
 {
-	int ok;
-
-	if (q->phase != PH_IDLE)
-		return -ENOTCONN;
-	ok = values ? PQsendQueryParams(q->conn, sql, nparams, NULL, values,
-					lengths, formats, 0)
-		    : PQsendQuery(q->conn, sql);
 	if (!ok) {
 		set_err(q, PQerrorMessage(q->conn));
 		return -EIO;
@@ -383,6 +375,35 @@ int pgq_send(struct pgq *q, const char *sql, int nparams,
 		return -EIO;
 	}
 	return 0;
+}
+
+int pgq_send(struct pgq *q, const char *sql, int nparams,
+	     const char *const *values, const int *lengths, const int *formats,
+	     uint64_t timeout_us)
+{
+	if (q->phase != PH_IDLE)
+		return -ENOTCONN;
+	return sent(q, values ? PQsendQueryParams(q->conn, sql, nparams, NULL,
+						  values, lengths, formats, 0)
+			      : PQsendQuery(q->conn, sql), timeout_us);
+}
+
+int pgq_prepare(struct pgq *q, const char *name, const char *sql,
+		uint64_t timeout_us)
+{
+	if (q->phase != PH_IDLE)
+		return -ENOTCONN;
+	return sent(q, PQsendPrepare(q->conn, name, sql, 0, NULL), timeout_us);
+}
+
+int pgq_send_prepared(struct pgq *q, const char *name, int nparams,
+		      const char *const *values, const int *lengths,
+		      const int *formats, uint64_t timeout_us)
+{
+	if (q->phase != PH_IDLE)
+		return -ENOTCONN;
+	return sent(q, PQsendQueryPrepared(q->conn, name, nparams, values,
+					   lengths, formats, 0), timeout_us);
 }
 
 struct pgq *pgq_new(struct event_base *base, const char *dsn,

@@ -50,6 +50,17 @@ void pgq_start(struct pgq *q);
 int pgq_send(struct pgq *q, const char *sql, int nparams,
 	     const char *const *values, const int *lengths, const int *formats,
 	     uint64_t timeout_us);
+/* Prepares SQL as statement NAME on this connection, parameters typed by
+ * the SQL as for pgq_send; the outcome comes as PGQ_RESULT.  A new
+ * connection has no statements: prepare them again after every PGQ_UP.
+ * Errors as pgq_send. */
+int pgq_prepare(struct pgq *q, const char *name, const char *sql,
+		uint64_t timeout_us);
+/* pgq_send of the statement prepared as NAME: the server parses and plans
+ * it once per connection instead of once per write. */
+int pgq_send_prepared(struct pgq *q, const char *name, int nparams,
+		      const char *const *values, const int *lengths,
+		      const int *formats, uint64_t timeout_us);
 /* Drop the connection and reconnect after the backoff.  No callback. */
 void pgq_reset(struct pgq *q);
 /* The connection did useful work: the next failure retries after the

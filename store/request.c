@@ -899,7 +899,24 @@ void req_free(struct req *r)
 
 const char *req_sql(const struct req *r)
 {
-	switch (r->kind) {
+	return req_kind_sql(r->kind);
+}
+
+const char *req_kind_name(enum req_kind kind)
+{
+	static const char *const names[REQ__COUNT] = {
+		[REQ_REFERENCE] = "driftd_reference", [REQ_WINDOW] = "driftd_window",
+		[REQ_EVENTS] = "driftd_events", [REQ_CLAIM] = "driftd_claim",
+		[REQ_ATTEMPT] = "driftd_attempt", [REQ_RETIRE] = "driftd_retire",
+		[REQ_ALARMS] = "driftd_alarms",
+	};
+
+	return kind < REQ__COUNT ? names[kind] : names[REQ_REFERENCE];
+}
+
+const char *req_kind_sql(enum req_kind kind)
+{
+	switch (kind) {
 	case REQ_WINDOW:
 		return window_sql;
 	case REQ_EVENTS:

@@ -69,6 +69,9 @@ bool req_retirement(const struct req *r, const char **model, const char **slice)
  * (inserted int8, reused bool, events_queued int8, events_suppressed
  * int8), see store.c. */
 const char *req_sql(const struct req *r);
+/* The statement of KIND, and the name it is prepared under. */
+const char *req_kind_sql(enum req_kind kind);
+const char *req_kind_name(enum req_kind kind);
 /* "window m/s/42", "reference set 7 (m/s)" or "reference retirement
  * (m/s)", for log lines. */
 void req_describe(const struct req *r, char *buf, size_t len);

@@ -141,6 +141,8 @@ struct store {
 	struct req *jhead;  /* the journal's oldest write, decoded */
 	uint64_t appended, replayed;
 	bool in_flight;     /* the head was sent and has not completed */
+	bool preparing;     /* what is in flight prepares the head's statement */
+	unsigned prepared;  /* bit per req_kind prepared on this connection */
 	struct event *kick; /* sends the head from the loop, never from a put */
 	uint64_t written, duplicates, dropped;
 
@@ -248,7 +250,7 @@ static void spill_memory(struct store *s);
 
 static void connection_failed(struct store *s, const char *why)
 {
-	s->in_flight = false;
+	s->in_flight = s->preparing = false;
 	pgq_reset(s->pgq);
 	if (s->jnl)
 		spill_memory(s);
@@ -297,7 +299,8 @@ static void send_finish(struct store *s)
 
 	snprintf(sql, sizeof(sql),
 		 "SELECT pg_advisory_unlock(" MIGRATION_LOCK ");\n"
-		 "SET statement_timeout = '%llu ms'%s",
+		 "SET statement_timeout = '%llu ms';\n"
+		 "SET plan_cache_mode = force_generic_plan%s",
 		 (unsigned long long)(s->opts.query_timeout_us / 1000 + 1),
 		 s->seqs_loaded ? "" : sequences_sql);
 	s->boot = BOOT_FINISH;
@@ -650,6 +653,7 @@ static void on_boot_result(struct store *s, const PGresult *res)
 
 static void begin_boot(struct store *s)
 {
+	s->prepared = 0;	/* a new connection */
 	set_state(s, STORE_MIGRATING, "checking schema");
 	s->boot = BOOT_CATALOG;
 	send_simple(s, catalog_sql, s->opts.migrate_timeout_us);
@@ -694,19 +698,43 @@ static struct req *head(struct store *s)
 	return s->jhead;
 }
 
+/* Each kind of write is prepared on the connection before its first use:
+ * parsing and planning the window statement was half of the server's CPU
+ * per window.  Only then, so that a table locked at start holds up the
+ * writes waiting for it, not the start. */
 static void send_head(struct store *s)
 {
 	struct req *r;
+	int err;
 
 	if (s->state != STORE_READY || s->in_flight || !(r = head(s)))
 		return;
-	if (pgq_send(s->pgq, req_sql(r), r->nparams, r->values, r->lengths,
-		     r->formats, s->opts.query_timeout_us) < 0) {
+	s->preparing = !(s->prepared & (1u << r->kind));
+	if (s->preparing)
+		err = pgq_prepare(s->pgq, req_kind_name(r->kind),
+				  req_kind_sql(r->kind), s->opts.query_timeout_us);
+	else
+		err = pgq_send_prepared(s->pgq, req_kind_name(r->kind),
+					r->nparams, r->values, r->lengths,
+					r->formats, s->opts.query_timeout_us);
+	if (err < 0) {
 		connection_failed(s, pgq_error(s->pgq));
 		return;
 	}
 	s->in_flight = true;
 	r->sent_us = mono_us();
+}
+
+static void on_prepared(struct store *s, const PGresult *res)
+{
+	s->in_flight = s->preparing = false;
+	if (!status_ok(res, PGRES_COMMAND_OK)) {
+		connection_failed(s, result_error(s, "preparing a statement "
+						  "failed", res));
+		return;
+	}
+	s->prepared |= 1u << head(s)->kind;
+	send_head(s);
 }
 
 static void on_kick(evutil_socket_t fd, short what, void *arg)
@@ -853,6 +881,10 @@ static void on_write_result(struct store *s, const PGresult *res)
 {
 	const struct req *r = head(s);
 
+	if (s->preparing) {
+		on_prepared(s, res);
+		return;
+	}
 	s->in_flight = false;
 	if (is_data_error(res)) {
 		drop(s, r, res);
@@ -881,7 +913,7 @@ static void on_pgq(void *arg, enum pgq_event ev, PGresult *res, const char *why)
 		begin_boot(s);
 		break;
 	case PGQ_DOWN:
-		s->in_flight = false;
+		s->in_flight = s->preparing = false;
 		if (s->jnl)
 			spill_memory(s);
 		set_state(s, STORE_DOWN, why);

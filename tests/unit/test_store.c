@@ -1189,6 +1189,27 @@ static void test_query_timeout_retries(void **state)
 	assert_int_equal(count(f, "SELECT 1 FROM driftd.windows WHERE model = 'timeout'"), 1);
 }
 
+/* Statements are prepared per connection: after the server ended the
+ * writer's session, the next write prepares its statement again on the new
+ * one instead of naming a statement that session never had. */
+static void test_statements_prepared_again_after_reconnect(void **state)
+{
+	struct fx *f = *state;
+
+	open_store(f);
+	put_window(f, "prep", "*", 1);
+	wait_ready(f);
+	drain(f);
+	f->downs = 0;
+	exec(f, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+		"WHERE application_name = 'driftd'");
+	assert_true(run_until(f, went_down, 10));
+	put_window(f, "prep", "*", 2);
+	drain(f);
+	assert_int_equal(count(f, "SELECT 1 FROM driftd.windows WHERE model = 'prep'"), 2);
+	assert_int_equal(f->errors, 0);
+}
+
 static void test_unreachable_server_is_retried(void **state)
 {
 	struct fx *f = *state;
@@ -1296,6 +1317,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_history_restored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_history_timeout_is_given_up, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_statements_prepared_again_after_reconnect,
+						setup, teardown),
 	};
 
 	dsn = getenv("DRIFTD_TEST_DSN");
