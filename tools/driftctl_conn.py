@@ -7,6 +7,7 @@ import http.client
 import json
 import socket
 import subprocess
+import sys
 import urllib.parse
 
 DEFAULT_CONFIG = "/etc/driftd/driftd.ini"
@@ -18,6 +19,18 @@ NULL = "\x01NULL\x01"
 
 class Failure(Exception):
     """Reported as "driftctl: MESSAGE" with exit status 1."""
+
+
+def reported(fn):
+    """FN(args) as a subcommand's function: a Failure it raises is printed
+    as "driftctl: MESSAGE" and the exit status is 1."""
+    def wrapped(args):
+        try:
+            return fn(args)
+        except Failure as e:
+            print(f"driftctl: {e}", file=sys.stderr)
+            return 1
+    return wrapped
 
 
 def read_config(path):

@@ -13,12 +13,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from driftctl_conn import Failure, reported
+
 TIMEOUT_S = 30
 RED, GREEN, DIM, BOLD, RESET = "\033[31m", "\033[32m", "\033[2m", "\033[1m", "\033[0m"
-
-
-class Failure(Exception):
-    """Reported as "driftctl: MESSAGE" with exit status 1."""
 
 
 def api_get(url, path, params=None):
@@ -224,21 +222,11 @@ def cmd_alarms(args):
         f"{r['n_before']}/{r['n_after']}"])
 
 
-def run(fn):
-    def wrapped(args):
-        try:
-            return fn(args)
-        except Failure as e:
-            print(f"driftctl: {e}", file=sys.stderr)
-            return 1
-    return wrapped
-
-
 def register(sub):
     p = sub.add_parser("status", help="latest decision of every slice, per test")
     p.add_argument("model", nargs="?", help="one model (default: all)")
     p.add_argument("--json", action="store_true", help="the API's JSON, unchanged")
-    p.set_defaults(func=run(cmd_status))
+    p.set_defaults(func=reported(cmd_status))
 
     p = sub.add_parser("history", help="test results of a model's windows over time")
     p.add_argument("model")
@@ -250,7 +238,7 @@ def register(sub):
     p.add_argument("--limit", type=int, default=200,
                    help="newest rows shown (default %(default)s)")
     p.add_argument("--json", action="store_true", help="the API's JSON, unchanged")
-    p.set_defaults(func=run(cmd_history))
+    p.set_defaults(func=reported(cmd_history))
 
     p = sub.add_parser("alarms", help="alarms of a model's streaming detectors, newest first")
     p.add_argument("model")
@@ -263,4 +251,4 @@ def register(sub):
     p.add_argument("--limit", type=int, default=200,
                    help="newest alarms shown (default %(default)s)")
     p.add_argument("--json", action="store_true", help="the API's JSON, unchanged")
-    p.set_defaults(func=run(cmd_alarms))
+    p.set_defaults(func=reported(cmd_alarms))

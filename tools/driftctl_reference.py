@@ -139,23 +139,13 @@ def cmd_load(args):
     return 0 if done and not done.get("rejected") else 1
 
 
-def run(func):
-    def wrapped(args):
-        try:
-            return func(args)
-        except Failure as e:
-            print(f"driftctl: {e}", file=sys.stderr)
-            return 1
-    return wrapped
-
-
 def register(sub):
     p = sub.add_parser("reference", help="reset or load reference sets")
     rsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     r = rsub.add_parser("reset", help="forget MODEL's references (new model "
                                       "version deployed)")
     r.add_argument("model")
-    r.set_defaults(func=run(cmd_reset))
+    r.set_defaults(func=driftctl_conn.reported(cmd_reset))
     lo = rsub.add_parser("load", help="send FILE's records as the reference")
     lo.add_argument("file", help="NDJSON records, - for stdin")
     lo.add_argument("--model", help="model of records that name none")
@@ -164,4 +154,4 @@ def register(sub):
     lo.add_argument("--ingest", help="ingest address (tcp://HOST:PORT, "
                                      "HOST:PORT or unix:/path); default "
                                      "[listen] ingest of --config")
-    lo.set_defaults(func=run(cmd_load))
+    lo.set_defaults(func=driftctl_conn.reported(cmd_load))

@@ -10,10 +10,9 @@ tables and views); test asks the daemon (POST /v1/webhooks/NAME/test) and
 waits for the outcome in the database."""
 
 import json
-import sys
 import time
 
-from driftctl_conn import Daemon, Failure
+from driftctl_conn import Daemon, Failure, reported
 
 LIST_COLUMNS = ["id", "event", "model", "endpoint", "status", "attempts",
                 "last_http_status", "created_at", "last_attempt_at",
@@ -110,13 +109,8 @@ def cmd_test(d, args):
 
 
 def run(fn):
-    def wrapped(args):
-        try:
-            return fn(Daemon(args.config, args.url), args)
-        except Failure as e:
-            print(f"driftctl: {e}", file=sys.stderr)
-            return 1
-    return wrapped
+    """FN(daemon, args) as a subcommand's function."""
+    return reported(lambda args: fn(Daemon(args.config, args.url), args))
 
 
 def register(sub):
