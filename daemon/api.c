@@ -376,17 +376,28 @@ void api_status(struct http_srv *h, struct evhttp_request *req,
 			       &c->rq));
 }
 
+/* The answer of a list endpoint: {model, rows, truncated}. */
+static void send_listing(struct api_call *c, json_object *list, bool truncated)
+{
+	json_object *o = json_object_new_object();
+
+	add(o, "model", json_object_new_string(c->model));
+	add(o, "rows", list);
+	add(o, "truncated", json_object_new_boolean(truncated));
+	send_json(c->req, 200, o);
+	finish(c);
+}
+
 static void on_history(void *arg, int err, const char *why,
 		       const struct rdr_row *rows, size_t n, bool truncated)
 {
 	struct api_call *c = arg;
-	json_object *o, *list;
+	json_object *list;
 
 	if (read_failed(c, err, why)) {
 		finish(c);
 		return;
 	}
-	o = json_object_new_object();
 	list = json_object_new_array_ext((int)n);
 	for (size_t i = 0; i < n; i++) {
 		json_object *r = window_json(&rows[i]);
@@ -398,11 +409,7 @@ static void on_history(void *arg, int err, const char *why,
 		add(r, "drifted", json_object_new_boolean(rows[i].drifted));
 		json_object_array_add(list, r);
 	}
-	add(o, "model", json_object_new_string(c->model));
-	add(o, "rows", list);
-	add(o, "truncated", json_object_new_boolean(truncated));
-	send_json(c->req, 200, o);
-	finish(c);
+	send_listing(c, list, truncated);
 }
 
 /* The query string's parameters into KV; on a malformed one answers 400. */
@@ -528,21 +535,16 @@ static void on_alarms(void *arg, int err, const char *why,
 		      const struct rdr_alarm *rows, size_t n, bool truncated)
 {
 	struct api_call *c = arg;
-	json_object *o, *list;
+	json_object *list;
 
 	if (read_failed(c, err, why)) {
 		finish(c);
 		return;
 	}
-	o = json_object_new_object();
 	list = json_object_new_array_ext((int)n);
 	for (size_t i = 0; i < n; i++)
 		json_object_array_add(list, alarm_json(&rows[i]));
-	add(o, "model", json_object_new_string(c->model));
-	add(o, "rows", list);
-	add(o, "truncated", json_object_new_boolean(truncated));
-	send_json(c->req, 200, o);
-	finish(c);
+	send_listing(c, list, truncated);
 }
 
 /* The configuration's name equal to VALUE, or NULL. */

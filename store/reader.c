@@ -515,6 +515,17 @@ static const char *num(struct rdr_req *q, int i, int64_t v)
 	return q->num[i];
 }
 
+/* A list query's last three parameters, from parameter I on: since and
+ * until (NULL when open) and one row more than the limit (to tell a
+ * truncated answer). */
+static void range_values(struct rdr_req *q, int i, int64_t since_us,
+			 int64_t until_us)
+{
+	q->values[i] = since_us == INT64_MIN ? NULL : num(q, i, since_us);
+	q->values[i + 1] = until_us == INT64_MAX ? NULL : num(q, i + 1, until_us);
+	q->values[i + 2] = num(q, i + 2, (int64_t)q->limit + 1);
+}
+
 int rdr_history(struct rdr *r, const struct rdr_history_query *hq, rdr_fn fn,
 		void *arg, struct rdr_req **out)
 {
@@ -532,9 +543,7 @@ int rdr_history(struct rdr *r, const struct rdr_history_query *hq, rdr_fn fn,
 		req_free(q);
 		return -ENOMEM;
 	}
-	q->values[3] = hq->since_us == INT64_MIN ? NULL : num(q, 3, hq->since_us);
-	q->values[4] = hq->until_us == INT64_MAX ? NULL : num(q, 4, hq->until_us);
-	q->values[5] = num(q, 5, (int64_t)q->limit + 1);
+	range_values(q, 3, hq->since_us, hq->until_us);
 	return submit(r, q, out);
 }
 
@@ -574,9 +583,7 @@ int rdr_alarms(struct rdr *r, const struct rdr_alarm_query *aq,
 		req_free(q);
 		return -ENOMEM;
 	}
-	q->values[4] = aq->since_us == INT64_MIN ? NULL : num(q, 4, aq->since_us);
-	q->values[5] = aq->until_us == INT64_MAX ? NULL : num(q, 5, aq->until_us);
-	q->values[6] = num(q, 6, (int64_t)q->limit + 1);
+	range_values(q, 4, aq->since_us, aq->until_us);
 	return submit(r, q, out);
 }
 
