@@ -202,16 +202,33 @@ static bool any_projectable(unsigned detectors)
 	return false;
 }
 
+/* Whether a detector of DETECTORS reads the window's rows themselves, not
+ * only their column sums (present when HAVE_SUMS): gathering the rows of
+ * a "*" window is then worth its copy. */
+static bool reads_rows(unsigned detectors, bool have_sums)
+{
+	for (size_t i = 0; i < DET_COUNT; i++) {
+		const struct det_def *def = &det_registry[i];
+
+		if ((detectors & (1u << i)) && def->run &&
+		    (def->needs & DET_NEEDS_EMBEDDINGS) &&
+		    !(def->sums_suffice && have_sums))
+			return true;
+	}
+	return false;
+}
+
 static void job_run(struct wq_job *w)
 {
 	struct eng_job *j = (struct eng_job *)w;
 	uint64_t t0 = mono_us();
-	float *ref_copy, *win_copy;
+	float *ref_copy, *win_copy = NULL;
+	bool rows = reads_rows(j->dp.detectors, j->win->sums != NULL);
 	const float *ref = win_ref_rows(j->win->ref, &ref_copy),
-		    *win = win_closed_rows(j->win, &win_copy);
+		    *win = rows ? win_closed_rows(j->win, &win_copy) : NULL;
 	struct det_input in = det_input_of(j->win, ref, win, j->dp.seed);
 	struct det_projected proj = { .in = in };
-	int proj_rc = ref && win ? 0 : -ENOMEM;
+	int proj_rc = ref && (win || !rows) ? 0 : -ENOMEM;
 
 	if (!proj_rc && any_projectable(j->dp.detectors))
 		proj_rc = det_project(&in, &j->dp.s, &proj);
@@ -223,10 +240,10 @@ static void job_run(struct wq_job *w)
 		/* calibration has no window run: the label join feeds it */
 		if (!(j->dp.detectors & (1u << i)) || !def->run)
 			continue;
-		if (!ref || !win) {
+		if (!ref || (rows && !win)) {
 			j->rc[i] = -ENOMEM;
 			snprintf(j->why[i], sizeof j->why[i], "%s: out of memory "
-				 "for the float32 copy of float16 samples",
+				 "for the float32 copy of the samples",
 				 def->name);
 			continue;
 		}
@@ -291,10 +308,9 @@ static int project_window(struct win_closed *c)
 	free(copy);
 	if (!out)
 		return -ENOMEM;
-	free(c->data);
 	free(c->sums);	/* of the rows before projection */
 	c->sums = NULL;
-	c->data = out;
+	c->projected = out;
 	c->dim = r->dim;
 	c->format = SMP_FLOAT32;
 	return 0;

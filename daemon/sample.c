@@ -67,32 +67,41 @@ static float at(const void *src, size_t i)
 	return v;
 }
 
-/* Value I of SRC into DST[I] as float32, and into SUM[I] when SUM. */
-static void put_f32(float *dst, const void *src, size_t i, double *sum)
+/* Adds V to SUM[I] and ALSO[I], each when not NULL. */
+static void add_to(double *sum, double *also, size_t i, double v)
+{
+	if (sum)
+		sum[i] += v;
+	if (also)
+		also[i] += v;
+}
+
+/* Value I of SRC into DST[I] as float32, and into the sums. */
+static void put_f32(float *dst, const void *src, size_t i, double *sum,
+		    double *also)
 {
 	float v = at(src, i);
 
 	dst[i] = v;
-	if (sum)
-		sum[i] += (double)v;
+	add_to(sum, also, i, (double)v);
 }
 
-/* The same as float16; the sum gets the value as rounded. */
-static void put_f16(uint16_t *dst, const void *src, size_t i, double *sum)
+/* The same as float16; the sums get the value as rounded. */
+static void put_f16(uint16_t *dst, const void *src, size_t i, double *sum,
+		    double *also)
 {
 	dst[i] = smp_to_half(at(src, i));
-	if (sum)
-		sum[i] += (double)smp_from_half(dst[i]);
+	add_to(sum, also, i, (double)smp_from_half(dst[i]));
 }
 
 static void store_portable(enum smp_format f, void *dst, const void *src,
-			   size_t n, double *sum)
+			   size_t n, double *sum, double *also)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (f == SMP_FLOAT16)
-			put_f16(dst, src, i, sum);
+			put_f16(dst, src, i, sum, also);
 		else
-			put_f32(dst, src, i, sum);
+			put_f32(dst, src, i, sum, also);
 	}
 }
 
@@ -108,43 +117,76 @@ static void load_portable(float *dst, const uint16_t *src, size_t n)
  * cache first (the loop thread's copy into windows cost a quarter less in
  * the ingest profile).  The fence publishes them before the buffer can be
  * handed over. */
+/* Adds the two values LO and HI to SUM[I..I+4) and, when not NULL,
+ * ALSO[I..I+4). */
+static inline void add4(double *sum, double *also, size_t i, __m128d lo,
+			__m128d hi)
+{
+	_mm_storeu_pd(sum + i, _mm_add_pd(_mm_loadu_pd(sum + i), lo));
+	_mm_storeu_pd(sum + i + 2, _mm_add_pd(_mm_loadu_pd(sum + i + 2), hi));
+	if (also) {
+		_mm_storeu_pd(also + i, _mm_add_pd(_mm_loadu_pd(also + i), lo));
+		_mm_storeu_pd(also + i + 2,
+			      _mm_add_pd(_mm_loadu_pd(also + i + 2), hi));
+	}
+}
+
 static void store_f32_stream(float *dst, const void *src, size_t n,
-			     double *sum)
+			     double *sum, double *also)
 {
 	const char *s = src;
 	size_t i = 0;
 
+	if (!sum) {
+		sum = also;
+		also = NULL;
+	}
 	for (; i < n && ((uintptr_t)(dst + i) & 15); i++)
-		put_f32(dst, src, i, sum);
+		put_f32(dst, src, i, sum, also);
 	for (; i + 4 <= n; i += 4) {
 		__m128 v;
 
 		memcpy(&v, s + i * 4, sizeof(v));
 		_mm_stream_ps(dst + i, v);
-		if (sum) {
-			_mm_storeu_pd(sum + i, _mm_add_pd(_mm_loadu_pd(sum + i),
-							  _mm_cvtps_pd(v)));
-			_mm_storeu_pd(sum + i + 2,
-				      _mm_add_pd(_mm_loadu_pd(sum + i + 2),
-						 _mm_cvtps_pd(_mm_movehl_ps(v, v))));
-		}
+		if (sum)
+			add4(sum, also, i, _mm_cvtps_pd(v),
+			     _mm_cvtps_pd(_mm_movehl_ps(v, v)));
 	}
 	for (; i < n; i++)
-		put_f32(dst, src, i, sum);
+		put_f32(dst, src, i, sum, also);
 	_mm_sfence();
 }
 
 /* Eight values per instruction, streamed as above; the ends go through
  * the portable code, which rounds the same way. */
+/* ALSO as in add4. */
+__attribute__((target("avx"))) static inline void
+add8(double *sum, double *also, size_t i, __m256d lo, __m256d hi)
+{
+	_mm256_storeu_pd(sum + i, _mm256_add_pd(_mm256_loadu_pd(sum + i), lo));
+	_mm256_storeu_pd(sum + i + 4,
+			 _mm256_add_pd(_mm256_loadu_pd(sum + i + 4), hi));
+	if (also) {
+		_mm256_storeu_pd(also + i,
+				 _mm256_add_pd(_mm256_loadu_pd(also + i), lo));
+		_mm256_storeu_pd(also + i + 4,
+				 _mm256_add_pd(_mm256_loadu_pd(also + i + 4), hi));
+	}
+}
+
 __attribute__((target("avx,f16c"))) static void
-store_f16c(uint16_t *dst, const void *src, size_t n, double *sum)
+store_f16c(uint16_t *dst, const void *src, size_t n, double *sum, double *also)
 {
 	const __m256 hi = _mm256_set1_ps(65504.0f), lo = _mm256_set1_ps(-65504.0f);
 	const char *s = src;
 	size_t i = 0;
 
+	if (!sum) {
+		sum = also;
+		also = NULL;
+	}
 	for (; i < n && ((uintptr_t)(dst + i) & 15); i++)
-		put_f16(dst, src, i, sum);
+		put_f16(dst, src, i, sum, also);
 	for (; i + 8 <= n; i += 8) {
 		__m256 v;
 		__m128i h;
@@ -156,16 +198,13 @@ store_f16c(uint16_t *dst, const void *src, size_t n, double *sum)
 		_mm_stream_si128((__m128i *)(void *)(dst + i), h);
 		if (sum) {
 			v = _mm256_cvtph_ps(h);
-			_mm256_storeu_pd(sum + i, _mm256_add_pd(
-				_mm256_loadu_pd(sum + i),
-				_mm256_cvtps_pd(_mm256_castps256_ps128(v))));
-			_mm256_storeu_pd(sum + i + 4, _mm256_add_pd(
-				_mm256_loadu_pd(sum + i + 4),
-				_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
+			add8(sum, also, i,
+			     _mm256_cvtps_pd(_mm256_castps256_ps128(v)),
+			     _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
 		}
 	}
 	for (; i < n; i++)
-		put_f16(dst, src, i, sum);
+		put_f16(dst, src, i, sum, also);
 	_mm_sfence();
 }
 
@@ -208,29 +247,29 @@ static bool have_f16c(void)
 #endif
 
 void smp_store_sum(enum smp_format f, void *dst, const void *src, size_t n,
-		   double *sum)
+		   double *sum, double *also)
 {
 #ifdef SMP_X86
 	if (f == SMP_FLOAT32) {
-		store_f32_stream(dst, src, n, sum);
+		store_f32_stream(dst, src, n, sum, also);
 		return;
 	}
 	if (have_f16c()) {
-		store_f16c(dst, src, n, sum);
+		store_f16c(dst, src, n, sum, also);
 		return;
 	}
 #else
-	if (f == SMP_FLOAT32 && !sum) {
+	if (f == SMP_FLOAT32 && !sum && !also) {
 		memcpy(dst, src, n * sizeof(float));
 		return;
 	}
 #endif
-	store_portable(f, dst, src, n, sum);
+	store_portable(f, dst, src, n, sum, also);
 }
 
 void smp_store(enum smp_format f, void *dst, const void *src, size_t n)
 {
-	smp_store_sum(f, dst, src, n, NULL);
+	smp_store_sum(f, dst, src, n, NULL, NULL);
 }
 
 void smp_load(enum smp_format f, float *dst, const void *src, size_t n)

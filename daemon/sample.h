@@ -26,10 +26,12 @@ static inline size_t smp_width(enum smp_format f)
 void smp_store(enum smp_format f, void *dst, const void *src, size_t n);
 
 /* smp_store, and adds each value as stored (rounded, in float16) to
- * SUM[0..N) in double: a window's column sums kept as its rows arrive,
- * equal bit for bit to summing the stored rows in order afterwards. */
+ * SUM[0..N) and to ALSO[0..N) in double, each when not NULL: the column
+ * sums of the windows the row counts in (its slice's and "*"'s), kept as
+ * rows arrive, equal bit for bit to summing the stored rows in order
+ * afterwards. */
 void smp_store_sum(enum smp_format f, void *dst, const void *src, size_t n,
-		   double *sum);
+		   double *sum, double *also);
 
 /* Loads N values stored in format F at SRC into DST as float32 (exact). */
 void smp_load(enum smp_format f, float *dst, const void *src, size_t n);

@@ -20,6 +20,19 @@ struct cal_buf {
 	uint64_t seen;
 };
 
+/* A window's row buffer.  The slice whose window fills it holds one
+ * reference, a closed window holds one until it is recycled, and the "*"
+ * window of a sliced model holds one while any of its rows point into it.
+ * Rows once written are never rewritten while another holds the buffer:
+ * a filler that starts over lets go of a shared buffer instead.  Counted
+ * on the loop thread only (closed windows come back to it to be let go). */
+struct win_buf {
+	unsigned refs;
+	unsigned cap;		/* rows */
+	uint64_t pinned_in;	/* the "*" window that pinned it last */
+	float *data;		/* cap rows, on a cache line */
+};
+
 struct win_slice {
 	char *key;
 	uint64_t hash;
@@ -28,11 +41,20 @@ struct win_slice {
 	uint64_t ref_seen;	/* explicit reference records offered */
 	bool ref_explicit;
 	struct win_ref *ref;	/* frozen reference, NULL until first use */
-	/* current window */
-	float *cur, *cur_scores;
+	/* current window: cur_n records, their rows in buf from row 0 */
+	struct win_buf *buf;
+	float *cur_scores;
 	double *cur_sums;	/* win_params.col_sums since the window opened */
-	unsigned cur_n, cur_cap;
+	unsigned cur_n;
 	int64_t cur_start_us, cur_end_us;
+	/* "*" of a sliced model (points): row i of the window is at rows[i]
+	 * in one of the pins; buf holds only the rows of records that their
+	 * slice took as reference, buf_n of them, kept across windows, own_n
+	 * of them in this window. */
+	bool points;
+	const void **rows;
+	struct win_buf **pins;
+	unsigned n_pins, pins_cap, buf_n, own_n;
 	struct cal_buf cal;
 	int64_t last_window_id;
 	int64_t last_seen_us;	/* arrival of its last record */
@@ -48,8 +70,9 @@ struct win_model {
 	struct win_slice **table;	/* open addressing, power of two */
 	size_t table_size;
 	int64_t max_window_id;		/* highest id handed out or stored */
-	float *spare[WIN_SPARES];	/* recycled window buffers */
-	unsigned spare_cap[WIN_SPARES], n_spare;
+	uint64_t whole_window;		/* counts "*"'s windows, for pinned_in */
+	struct win_buf *spare[WIN_SPARES];	/* recycled window buffers */
+	unsigned n_spare;
 	bool spare_taken;		/* since the last win_trim_spares */
 };
 
@@ -82,8 +105,25 @@ const float *win_ref_rows(const struct win_ref *r, float **owned)
 	return rows_f32(r->data, r->n, r->dim, r->format, owned);
 }
 
+/* The rows of a "*" window, copied together from where they are. */
+static const float *gather(const struct win_closed *c, float **owned)
+{
+	size_t floats = (size_t)c->n * c->dim;
+
+	if (!(*owned = malloc((floats ? floats : 1) * sizeof(float))))
+		return NULL;
+	for (size_t i = 0; i < c->n; i++)
+		smp_load(c->format, *owned + i * c->dim, c->rows[i], c->dim);
+	return *owned;
+}
+
 const float *win_closed_rows(const struct win_closed *c, float **owned)
 {
+	*owned = NULL;
+	if (c->projected)
+		return c->projected;
+	if (c->rows)
+		return gather(c, owned);
 	return rows_f32(c->data, c->n, c->dim, c->format, owned);
 }
 
@@ -131,33 +171,6 @@ void win_ref_put(struct win_ref *r)
 	}
 }
 
-void win_closed_free(struct win_closed *c)
-{
-	if (!c)
-		return;
-	win_ref_put(c->ref);
-	free(c->data);
-	free(c->sums);
-	free((void *)c->scores);
-	free(c->cal_scores);
-	free(c->cal_labels);
-	free(c->slice);
-	free(c);
-}
-
-void win_recycle(struct win_model *m, struct win_closed *c)
-{
-	if (!c)
-		return;
-	if (c->data && c->dim == m->p.dim && c->format == m->p.format &&
-	    c->cap >= m->p.window_max && m->n_spare < WIN_SPARES) {
-		m->spare_cap[m->n_spare] = c->cap;
-		m->spare[m->n_spare++] = c->data;
-		c->data = NULL;
-	}
-	win_closed_free(c);
-}
-
 /* BYTES on a cache line: rows of whole lines (d a multiple of 16 in
  * float32) then never share one, and streaming stores write whole lines
  * (5% faster copies at d = 768 than at malloc's 16-byte offset). */
@@ -168,24 +181,95 @@ static float *rows_alloc(size_t bytes)
 	return posix_memalign(&p, 64, bytes ? bytes : 1) == 0 ? p : NULL;
 }
 
-/* A buffer for a new window: a recycled one when there is one. */
-static float *window_buffer(struct win_model *m, unsigned *cap)
+static void buf_free(struct win_buf *b)
 {
-	if (m->n_spare) {
-		m->spare_taken = true;
-		m->n_spare--;
-		*cap = m->spare_cap[m->n_spare];
-		return m->spare[m->n_spare];
+	if (b) {
+		free(b->data);
+		free(b);
 	}
-	*cap = m->p.window_max;
-	return rows_alloc(row_floats(m->p.window_max, m->p.dim, m->p.format) *
-			  sizeof(float));
+}
+
+/* A buffer of CAP rows of M, one reference held; NULL when out of
+ * memory. */
+static struct win_buf *buf_new(const struct win_model *m, unsigned cap)
+{
+	struct win_buf *b = calloc(1, sizeof(*b));
+
+	if (b && !(b->data = rows_alloc(row_floats(cap, m->p.dim, m->p.format) *
+					sizeof(float)))) {
+		free(b);
+		return NULL;
+	}
+	if (b) {
+		b->refs = 1;
+		b->cap = cap;
+	}
+	return b;
+}
+
+/* Lets go of B (NULL is fine); the last one out keeps it as a spare of M
+ * when M is given and it is big enough, else frees it. */
+static void buf_put(struct win_model *m, struct win_buf *b)
+{
+	if (!b || --b->refs)
+		return;
+	if (m && b->cap >= m->p.window_max && m->n_spare < WIN_SPARES)
+		m->spare[m->n_spare++] = b;
+	else
+		buf_free(b);
+}
+
+/* A buffer for a new window: a recycled one when there is one. */
+static struct win_buf *window_buffer(struct win_model *m)
+{
+	struct win_buf *b;
+
+	if (!m->n_spare)
+		return buf_new(m, m->p.window_max);
+	m->spare_taken = true;
+	b = m->spare[--m->n_spare];
+	b->refs = 1;
+	b->pinned_in = 0;
+	return b;
+}
+
+static void let_go(struct win_model *m, struct win_closed *c)
+{
+	buf_put(m, c->buf);
+	for (unsigned i = 0; i < c->n_pins; i++)
+		buf_put(m, c->pins[i]);
+	c->buf = NULL;
+	c->n_pins = 0;
+}
+
+void win_closed_free(struct win_closed *c)
+{
+	if (!c)
+		return;
+	let_go(NULL, c);
+	win_ref_put(c->ref);
+	free(c->rows);
+	free(c->pins);
+	free(c->projected);
+	free(c->sums);
+	free((void *)c->scores);
+	free(c->cal_scores);
+	free(c->cal_labels);
+	free(c->slice);
+	free(c);
+}
+
+void win_recycle(struct win_model *m, struct win_closed *c)
+{
+	if (c)
+		let_go(m, c);
+	win_closed_free(c);
 }
 
 static void drop_spares(struct win_model *m)
 {
 	while (m->n_spare)
-		free(m->spare[--m->n_spare]);
+		buf_free(m->spare[--m->n_spare]);
 }
 
 void win_trim_spares(struct win_model *m)
@@ -200,7 +284,7 @@ size_t win_spare_bytes(const struct win_model *m)
 	size_t bytes = 0;
 
 	for (unsigned i = 0; i < m->n_spare; i++)
-		bytes += row_floats(m->spare_cap[i], m->p.dim, m->p.format) *
+		bytes += row_floats(m->spare[i]->cap, m->p.dim, m->p.format) *
 			 sizeof(float);
 	return bytes;
 }
@@ -349,14 +433,27 @@ static void cal_free(struct cal_buf *b)
 	memset(b, 0, sizeof(*b));
 }
 
-static void slice_free(struct win_slice *s)
+/* "*"'s window lets go of the buffers its rows are in. */
+static void unpin(struct win_model *m, struct win_slice *s)
+{
+	while (s->n_pins)
+		buf_put(m, s->pins[--s->n_pins]);
+	if (m)
+		m->whole_window++;	/* pin afresh */
+}
+
+/* Frees S; its buffers go to M's spares when M is given. */
+static void slice_free(struct win_model *m, struct win_slice *s)
 {
 	if (!s)
 		return;
 	free(s->key);
 	win_ref_put(s->ref_build);
 	win_ref_put(s->ref);
-	free(s->cur);
+	unpin(m, s);
+	free(s->pins);
+	free(s->rows);
+	buf_put(m, s->buf);
 	free(s->cur_scores);
 	free(s->cur_sums);
 	cal_free(&s->cal);
@@ -387,7 +484,7 @@ static struct win_slice *slice_add(struct win_model *m, const char *key)
 	if (!s->key || !s->ref_build || !grown ||
 	    ((m->n_slices + 1) * 2 > m->table_size &&
 	     table_rebuild(m, m->table_size * 2) < 0)) {
-		slice_free(s);
+		slice_free(NULL, s);
 		return NULL;
 	}
 	m->slices[m->n_slices++] = s;
@@ -413,8 +510,13 @@ struct win_model *win_model_new(const struct win_params *p)
 		if (!(m->slice_by[i] = strdup(p->slice_by[i])))
 			goto fail;
 	m->p.slice_by = (const char *const *)m->slice_by;
+	m->whole_window = 1;
 	if (!slice_add(m, WIN_WHOLE_MODEL))
 		goto fail;
+	/* Every record of a sliced model is stored by its slice: "*" points
+	 * at the rows instead of storing each a second time (the second
+	 * copy was a third of the loop's time at d = 768). */
+	m->slices[0]->points = p->n_slice_by > 0;
 	return m;
 fail:
 	win_model_free(m);
@@ -434,6 +536,32 @@ static int grow_rows(float **buf, size_t floats)
 	return 0;
 }
 
+/* Room for ROWS records in S's open window.  A new buffer, not realloc:
+ * "*" and closed windows may still read the rows where they are. */
+static int grow_window(struct win_model *m, struct win_slice *s, size_t rows)
+{
+	struct win_buf *b;
+	const void **grown;
+
+	if (s->points) {
+		if (!s->rows)
+			return 0;
+		if (!(grown = realloc(s->rows, rows * sizeof(*grown))))
+			return -ENOMEM;
+		s->rows = grown;
+		return 0;
+	}
+	if (!s->buf)
+		return 0;
+	if (!(b = buf_new(m, (unsigned)rows)))
+		return -ENOMEM;
+	memcpy(b->data, s->buf->data, row_floats(s->cur_n, m->p.dim,
+						 m->p.format) * sizeof(float));
+	buf_put(m, s->buf);
+	s->buf = b;
+	return 0;
+}
+
 int win_model_update(struct win_model *m, const struct win_params *p)
 {
 	size_t i;
@@ -445,12 +573,9 @@ int win_model_update(struct win_model *m, const struct win_params *p)
 			size_t rows = p->window_max > s->cur_n ? p->window_max :
 								 s->cur_n;
 
-			if (grow_rows(&s->cur, row_floats(rows, m->p.dim,
-							  m->p.format)) < 0 ||
+			if (grow_window(m, s, rows) < 0 ||
 			    grow_rows(&s->cur_scores, rows * m->p.k) < 0)
 				return -ENOMEM;
-			if (s->cur)
-				s->cur_cap = (unsigned)rows;
 		}
 		drop_spares(m);	/* too small now */
 	}
@@ -470,9 +595,9 @@ void win_model_free(struct win_model *m)
 
 	if (!m)
 		return;
-	drop_spares(m);
 	for (i = 0; i < m->n_slices; i++)
-		slice_free(m->slices[i]);
+		slice_free(NULL, m->slices[i]);
+	drop_spares(m);
 	for (i = 0; m->slice_by && i < m->p.n_slice_by; i++)
 		free(m->slice_by[i]);
 	free(m->slice_by);
@@ -574,6 +699,32 @@ static struct win_ref *pick_reference(struct win_model *m, struct win_slice *s,
 	return win_ref_get(s->ref);
 }
 
+/* The rows of S's window go to C: "*"'s row pointers and pins, or a
+ * slice's buffer. */
+static void hand_over_rows(struct win_model *m, struct win_slice *s,
+			   struct win_closed *c)
+{
+	if (s->points) {
+		c->rows = s->rows;
+		c->pins = s->pins;
+		c->n_pins = s->n_pins;
+		s->rows = NULL;
+		s->pins = NULL;
+		s->n_pins = s->pins_cap = s->own_n = 0;
+		m->whole_window++;
+		/* Its own buffer goes back once no window reads rows in it:
+		 * slices rarely warm up once traffic is steady. */
+		if (s->buf && s->buf->refs == 1) {
+			buf_put(m, s->buf);
+			s->buf = NULL;
+		}
+	} else {
+		c->buf = s->buf;
+		c->data = s->buf ? s->buf->data : NULL;
+		s->buf = NULL;
+	}
+}
+
 static struct win_closed *close_window(struct win_model *m, struct win_slice *s)
 {
 	struct win_closed *c = calloc(1, sizeof(*c));
@@ -593,9 +744,8 @@ static struct win_closed *close_window(struct win_model *m, struct win_slice *s)
 	c->end_us = s->cur_end_us;
 	c->n = s->cur_n;
 	c->dim = m->p.dim;
-	c->data = s->cur;
 	c->format = m->p.format;
-	c->cap = s->cur_cap;
+	hand_over_rows(m, s, c);
 	c->sums = s->cur_sums;
 	c->scores = s->cur_scores;
 	c->k = m->p.k;
@@ -604,7 +754,7 @@ static struct win_closed *close_window(struct win_model *m, struct win_slice *s)
 	c->n_labeled = s->cal.n;
 	c->labels_seen = s->cal.seen;
 	memset(&s->cal, 0, sizeof(s->cal));
-	s->cur = s->cur_scores = NULL;
+	s->cur_scores = NULL;
 	s->cur_sums = NULL;
 	s->cur_n = 0;
 	return c;
@@ -634,20 +784,36 @@ static bool live_goes_to_reference(const struct win_model *m,
 
 static int open_window(struct win_model *m, struct win_slice *s)
 {
-	if (!s->cur && !(s->cur = window_buffer(m, &s->cur_cap)))
+	if (s->points ? !s->rows && !(s->rows = malloc(m->p.window_max *
+						       sizeof(*s->rows))) :
+			!s->buf && !(s->buf = window_buffer(m)))
 		return -ENOMEM;
 	if (m->p.k && !s->cur_scores &&
 	    !(s->cur_scores = malloc((size_t)m->p.window_max * m->p.k *
 				     sizeof(float))))
 		return -ENOMEM;
-	if (s->cur_n == 0) {
-		free(s->cur_sums);
-		s->cur_sums = NULL;
-		if (m->p.col_sums && !(s->cur_sums = calloc(m->p.dim,
-							   sizeof(double))))
-			return -ENOMEM;
-	}
+	/* Closing hands the sums over: a window without them is new. */
+	if (s->cur_n == 0 && !s->cur_sums && m->p.col_sums &&
+	    !(s->cur_sums = calloc(m->p.dim, sizeof(double))))
+		return -ENOMEM;
 	return 0;
+}
+
+/* S's window open with room for one more record: one already at
+ * window_max (a reload shrank the cap) closes first. */
+static enum rec_err window_room(struct win_model *m, struct win_slice *s,
+				struct win_closed **out)
+{
+	struct win_closed *c;
+
+	if (open_window(m, s) < 0)
+		return REC_ERR_OVERSIZE;
+	if (s->cur_n < m->p.window_max)
+		return REC_OK;
+	if (!(c = close_window(m, s)))
+		return REC_ERR_OVERSIZE;
+	push_closed(c, out);
+	return open_window(m, s) < 0 ? REC_ERR_OVERSIZE : REC_OK;
 }
 
 /* Room for a pair in the reservoir of B: the row to write, or -1 when the
@@ -688,33 +854,102 @@ static int add_pair(const struct win_model *m, struct win_slice *s,
 	return 0;
 }
 
-static enum rec_err add_live(struct win_model *m, struct win_slice *s,
-			     const struct record *r, int64_t ts,
-			     struct win_closed **out)
+/* Where a record's row was stored: in buffer buf at row; row NULL when
+ * no window stored it. */
+struct stored {
+	struct win_buf *buf;
+	const void *row;
+};
+
+/* Room for one more pin in "*" S's window. */
+static int pin_room(struct win_slice *s)
 {
-	size_t dim = m->p.dim;
+	unsigned cap = s->pins_cap ? 2 * s->pins_cap : 8;
+	struct win_buf **grown;
+
+	if (s->n_pins < s->pins_cap)
+		return 0;
+	if (!(grown = realloc(s->pins, cap * sizeof(*grown))))
+		return -ENOMEM;
+	s->pins = grown;
+	s->pins_cap = cap;
+	return 0;
+}
+
+/* Row cur_n of "*" S's window is the record R where its slice stored it
+ * (AT), or, when the slice took R as reference, a row of S's own buffer;
+ * either way S's window holds that buffer.  Nothing changes on failure. */
+static int point_at(struct win_model *m, struct win_slice *s,
+		    const struct record *r, struct stored *at)
+{
+	void *row;
+
+	if (pin_room(s) < 0)
+		return -ENOMEM;
+	if (!at->row) {
+		if (s->buf && s->buf_n >= s->buf->cap) {
+			buf_put(m, s->buf);
+			s->buf = NULL;
+		}
+		if (!s->buf) {
+			if (!(s->buf = window_buffer(m)))
+				return -ENOMEM;
+			s->buf_n = 0;
+		}
+		row = row_at(s->buf->data, s->buf_n++, m->p.dim, m->p.format);
+		s->own_n++;
+		smp_store_sum(m->p.format, row, r->embedding, m->p.dim,
+			      s->cur_sums, NULL);
+		at->buf = s->buf;
+		at->row = row;
+	}
+	if (at->buf->pinned_in != m->whole_window) {
+		at->buf->refs++;
+		at->buf->pinned_in = m->whole_window;
+		s->pins[s->n_pins++] = at->buf;
+	}
+	s->rows[s->cur_n] = at->row;
+	return 0;
+}
+
+/* Stores R in S's window, and adds it to ALSO ("*"'s column sums) when
+ * not NULL; sets *AT to where it went.  "*" of a sliced model points at
+ * *AT instead. */
+static int store_row(struct win_model *m, struct win_slice *s,
+		     const struct record *r, double *also, struct stored *at)
+{
+	void *row;
+
+	if (s->points)
+		return point_at(m, s, r, at);
+	row = row_at(s->buf->data, s->cur_n, m->p.dim, m->p.format);
+	smp_store_sum(m->p.format, row, r->embedding, m->p.dim, s->cur_sums,
+		      also);
+	at->buf = s->buf;
+	at->row = row;
+	return 0;
+}
+
+static enum rec_err add_live(struct win_model *m, struct win_slice *s,
+			     const struct record *r, int64_t ts, double *also,
+			     struct stored *at, struct win_closed **out)
+{
 	struct win_closed *c;
+	enum rec_err e;
 
 	if (live_goes_to_reference(m, s)) {
 		set_ref_row(m, s->ref_build, s->ref_build->n++, r);
 		return REC_OK;
 	}
-	if (open_window(m, s) < 0)
-		return REC_ERR_OVERSIZE;
-	if (s->cur_n >= m->p.window_max) {
-		/* Only after a reload shrank the cap: close what is there. */
-		if (!(c = close_window(m, s)))
-			return REC_ERR_OVERSIZE;
-		push_closed(c, out);
-		return add_live(m, s, r, ts, out);
-	}
+	if ((e = window_room(m, s, out)) != REC_OK)
+		return e;
 	if (m->p.k && r->has_label && add_pair(m, s, r->scores,
 					       r->label) < 0)
 		return REC_ERR_OVERSIZE;
+	if (store_row(m, s, r, also, at) < 0)
+		return REC_ERR_OVERSIZE;
 	if (s->cur_n == 0)
 		s->cur_start_us = s->cur_end_us = ts;
-	smp_store_sum(m->p.format, row_at(s->cur, s->cur_n, dim, m->p.format),
-		      r->embedding, dim, s->cur_sums);
 	if (m->p.k)
 		memcpy(s->cur_scores + (size_t)s->cur_n * m->p.k, r->scores,
 		       m->p.k * sizeof(float));
@@ -732,13 +967,34 @@ static enum rec_err add_live(struct win_model *m, struct win_slice *s,
 	return REC_OK;
 }
 
+/* A live record of a sliced model: its slice S stores the row, adding it
+ * to "*"'s sums as well, and then "*" points at it. */
+static enum rec_err add_live_sliced(struct win_model *m, struct win_slice *s,
+				    const struct record *r, int64_t ts,
+				    struct win_closed **out)
+{
+	struct win_slice *whole = m->slices[0];
+	struct stored at = { 0 };
+	double *also = NULL;
+	enum rec_err e;
+
+	if (!live_goes_to_reference(m, whole)) {
+		if ((e = window_room(m, whole, out)) != REC_OK)
+			return e;
+		also = whole->cur_sums;
+	}
+	if ((e = add_live(m, s, r, ts, also, &at, out)) != REC_OK)
+		return e;
+	return add_live(m, whole, r, ts, NULL, &at, out);
+}
+
 enum rec_err win_add(struct win_model *m, const struct record *r,
 		     int64_t ts_us, int64_t now_us, struct win_closed **closed)
 {
 	struct win_slice *targets[2] = { m->slices[0], NULL };
 	char key[WIN_SLICE_KEY_MAX];
+	struct stored at = { 0 };
 	size_t n = 1, i;
-	enum rec_err e = REC_OK;
 
 	if (m->p.n_slice_by) {
 		if (win_record_slice(m, r, key) < 0)
@@ -754,16 +1010,16 @@ enum rec_err win_add(struct win_model *m, const struct record *r,
 		return REC_ERR_REFERENCE_FROZEN;
 	if (n == 2 && !targets[1] && !(targets[1] = slice_add(m, key)))
 		return REC_ERR_OVERSIZE;
-	for (i = 0; i < n && e == REC_OK; i++) {
+	for (i = 0; i < n; i++)
 		targets[i]->last_seen_us = now_us;
-		if (r->role == REC_REFERENCE) {
-			if (takes_reference(targets[i]))
-				add_reference(m, targets[i], r);
-		} else {
-			e = add_live(m, targets[i], r, ts_us, closed);
-		}
-	}
-	return e;
+	if (r->role != REC_REFERENCE)
+		return n == 2 ? add_live_sliced(m, targets[1], r, ts_us, closed) :
+				add_live(m, targets[0], r, ts_us, NULL, &at,
+					 closed);
+	for (i = 0; i < n; i++)
+		if (takes_reference(targets[i]))
+			add_reference(m, targets[i], r);
+	return REC_OK;
 }
 
 int win_add_labeled(struct win_model *m, const char *slice,
@@ -821,7 +1077,7 @@ size_t win_expire(struct win_model *m, int64_t now_us, uint64_t idle_us,
 			push_closed(c, closed);
 		if (expired)
 			expired(arg, s->key, s->ref);
-		slice_free(s);
+		slice_free(m, s);
 		gone++;
 	}
 	m->n_slices = kept;
@@ -835,6 +1091,20 @@ size_t win_expire(struct win_model *m, int64_t now_us, uint64_t idle_us,
 				    m->slices[i]->hash) = m->slices[i];
 	}
 	return gone;
+}
+
+/* S's open window starts over.  Its buffer is written from row 0 again
+ * only when nothing else reads rows in it ("*"'s windows, closed ones). */
+static void empty_window(struct win_model *m, struct win_slice *s)
+{
+	unpin(m, s);
+	s->cur_n = s->buf_n = s->own_n = 0;
+	free(s->cur_sums);
+	s->cur_sums = NULL;
+	if (s->buf && s->buf->refs > 1) {
+		buf_put(m, s->buf);
+		s->buf = NULL;
+	}
 }
 
 int win_reset(struct win_model *m, size_t *dropped)
@@ -867,7 +1137,7 @@ int win_reset(struct win_model *m, size_t *dropped)
 		s->ref_explicit = false;
 		s->ref_seen = 0;
 		*dropped += s->cur_n;
-		s->cur_n = 0;
+		empty_window(m, s);
 		cal_free(&s->cal);
 		memset(&s->state, 0, sizeof(s->state));
 	}
@@ -966,8 +1236,13 @@ size_t win_memory(const struct win_model *m)
 
 		if (r)
 			bytes += r->n * (r->dim * smp_width(r->format) + pair);
-		bytes += s->cur_n * (m->p.dim * smp_width(m->p.format) +
-				     m->p.k * sizeof(float));
+		/* "*" of a sliced model: a pointer per row, and the rows it
+		 * stored itself */
+		bytes += s->points ? s->cur_n * sizeof(*s->rows) +
+					     s->own_n * m->p.dim *
+						     smp_width(m->p.format) :
+				     s->cur_n * m->p.dim * smp_width(m->p.format);
+		bytes += s->cur_n * m->p.k * sizeof(float);
 		if (s->cur_sums)
 			bytes += m->p.dim * sizeof(double);
 		bytes += s->cal.n * pair;

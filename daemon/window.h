@@ -82,6 +82,9 @@ enum win_status {
 	WIN_SHORT_REFERENCE,		/* no reference of reference_min rows */
 };
 
+/* A window's row buffer, shared by reference count (window.c). */
+struct win_buf;
+
 struct win_closed {
 	struct win_closed *next;
 	char *slice;		/* canonical key, owned */
@@ -89,9 +92,21 @@ struct win_closed {
 	int64_t window_id;
 	int64_t start_us, end_us;	/* min and max record ts */
 	unsigned n, dim;
-	float *data;		/* n × dim rows in format, owned; room for cap */
 	enum smp_format format;	/* read the rows with win_closed_rows() */
-	unsigned cap;
+	/* The rows, kept in format.  A slice's window has them in one block,
+	 * data, in the buffer it holds (buf).  The "*" window of a sliced
+	 * model keeps no copy: each record was stored once, by its slice,
+	 * and row i is at rows[i] (owned array), in the buffers held in pins
+	 * (owned array of n_pins); data and buf are NULL.  The buffers are
+	 * let go by win_recycle or win_closed_free, on the loop thread. */
+	const float *data;
+	struct win_buf *buf;
+	const void **rows;
+	struct win_buf **pins;
+	unsigned n_pins;
+	/* Rows projected onto a restored reference's space (float32,
+	 * owned), which win_closed_rows() returns instead; NULL before. */
+	float *projected;
 	/* Column sums of the rows as stored, added up in row order as they
 	 * arrived (win_params.col_sums), owned; NULL when not kept. */
 	double *sums;
@@ -114,17 +129,19 @@ struct win_closed {
 
 struct win_model;
 
-/* The rows of R or C as float32, for the detectors: the stored rows
- * themselves when they are kept in float32, else a converted copy that
- * the caller frees from *OWNED (NULL otherwise).  NULL when that copy
- * cannot be allocated. */
+/* The rows of R or C as float32 in one block, for the detectors: the
+ * stored rows themselves when they are kept in float32 in one block, else
+ * a converted or gathered copy that the caller frees from *OWNED (NULL
+ * otherwise).  NULL when that copy cannot be allocated.  Safe on a worker
+ * while the loop goes on adding rows to the buffers. */
 const float *win_ref_rows(const struct win_ref *r, float **owned);
 const float *win_closed_rows(const struct win_closed *c, float **owned);
 
 void win_closed_free(struct win_closed *c);
 
-/* Like win_closed_free, but M keeps C's sample buffer (up to WIN_SPARES of
- * them) for its next windows: a new window then costs no fresh pages.
+/* Like win_closed_free, but M keeps the buffers C let go of last (up to
+ * WIN_SPARES of them) for its next windows: a new window then costs no
+ * fresh pages.
  * Four, because a pause in the traffic can come just after "*" and a
  * slice closed together: both buffers come back before either window
  * reopens, while the next two closes need two more (with two spares, each

@@ -237,7 +237,7 @@ const struct det_def det_registry[DET_COUNT] = {
 	  .run = run_mmd, .workspace = mmd_bytes, .keys = mmd_keys,
 	  .doc = "Gaussian-kernel MMD² with a permutation p-value" },
 	{ .name = "centroid", .needs = DET_NEEDS_EMBEDDINGS,
-	  .run = run_centroid, .keys = centroid_keys,
+	  .sums_suffice = true, .run = run_centroid, .keys = centroid_keys,
 	  .doc = "cosine and Euclidean distance between the means" },
 	{ .name = "energy", .needs = DET_NEEDS_EMBEDDINGS, .projectable = true,
 	  .run = run_energy, .workspace = energy_bytes, .keys = energy_keys,

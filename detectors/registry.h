@@ -99,6 +99,9 @@ struct det_def {
 	const char *name;     /* as in the config's detectors list */
 	unsigned needs;       /* DET_NEEDS_* */
 	bool projectable;     /* runs on det_project's input */
+	/* Reads the window's rows only through win_sums when they are
+	 * given: the caller need not gather them for it. */
+	bool sums_suffice;
 	/* Returns 0, or a negative errno with a reason in why. NULL: the
 	 * detector does not run on windows (see its doc). */
 	int (*run)(const struct det_input *in, const struct det_settings *s,

@@ -164,14 +164,16 @@ static void bulk_lengths(void **state)
 }
 
 /* smp_store_sum stores what smp_store does and adds each value as stored,
- * in order, to the running sums: bit for bit what adding the rows loaded
- * back gives, at every length and misalignment, in both formats. */
+ * in order, to the running sums it is given (either or both): bit for bit
+ * what adding the rows loaded back gives, at every length and
+ * misalignment, in both formats.  The second sums start elsewhere, so
+ * that the two are seen to be kept apart. */
 static void store_sum_is_rows_summed(void **state)
 {
 	enum smp_format formats[] = { SMP_FLOAT32, SMP_FLOAT16 };
 	float pool[3][80], back[80];
 	uint16_t a[2][170], b[2][170];
-	double got[80], want[80];
+	double got[2][80], want[2][80];
 	struct rng r;
 
 	(void)state;
@@ -179,31 +181,37 @@ static void store_sum_is_rows_summed(void **state)
 	for (size_t k = 0; k < 3; k++)
 		for (size_t i = 0; i < 80; i++)	/* far from 0: rounding shows */
 			pool[k][i] = (float)(1e4 + (rng_uniform(&r) - 0.5) * 7.0);
-	for (size_t fi = 0; fi < 2; fi++) {
-		enum smp_format f = formats[fi];
+	for (unsigned use = 1; use < 8; use++) {
+		/* bit 0: SUM given, bit 1: ALSO given, bit 2: float16 */
+		enum smp_format f = formats[use >> 2];
 		size_t w = smp_width(f);
 
 		for (size_t off = 0; off < 5; off++)
 			for (size_t n = 0; n + off <= 70; n++) {
 				memset(a, 0xee, sizeof(a));
 				memset(b, 0xee, sizeof(b));
-				memset(got, 0, sizeof(got));
-				memset(want, 0, sizeof(want));
+				for (size_t i = 0; i < 80; i++) {
+					got[0][i] = want[0][i] = 0.0;
+					got[1][i] = want[1][i] = 0.25 * (double)i;
+				}
 				for (size_t k = 0; k < 3; k++) {
 					char *ra = (char *)a[k % 2] + off * w,
 					     *rb = (char *)b[k % 2] + off * w;
 
-					smp_store_sum(f, ra, pool[k], n, got);
+					smp_store_sum(f, ra, pool[k], n,
+						      use & 1 ? got[0] : NULL,
+						      use & 2 ? got[1] : NULL);
 					smp_store(f, rb, pool[k], n);
 					assert_memory_equal(ra, rb, n * w);
 					assert_int_equal(((unsigned char *)ra)[n * w],
 							 0xee);
 					smp_load(f, back, rb, n);
-					for (size_t i = 0; i < n; i++)
-						want[i] += (double)back[i];
+					for (size_t j = 0; j < 2; j++)
+						for (size_t i = 0; i < n; i++)
+							if (use & (1u << j))
+								want[j][i] += (double)back[i];
 				}
-				assert_memory_equal(got, want, n * sizeof(double));
-				assert_true(got[n] == 0.0);
+				assert_memory_equal(got, want, sizeof(got));
 			}
 	}
 }

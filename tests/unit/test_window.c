@@ -158,10 +158,12 @@ static void check_window(const struct win_closed *c, const unsigned *ks,
 			 bool ref_new)
 {
 	int64_t lo = INT64_MAX, hi = INT64_MIN;
+	float *copy;
 
 	assert_int_equal(c->n, n);
 	assert_int_equal(c->dim, DIM);
-	assert_rows(c->data, ks, n);
+	assert_rows(win_closed_rows(c, &copy), ks, n);
+	free(copy);
 	for (size_t i = 0; i < n; i++) {
 		int64_t ts = (int64_t)ks[i] * 1000;
 
@@ -852,19 +854,21 @@ static void test_window_data_exact_and_bounds(void **state)
  * rows handed out in closed windows no longer count. */
 static void test_memory_accounting(void **state)
 {
-	/* Rows held after each record (see the slice layout in
-	 * test_every_record_in_whole_and_own_slice, window size 3 here). */
+	/* Rows and row pointers held after each record (see the slice
+	 * layout in test_every_record_in_whole_and_own_slice, window size 3
+	 * here).  "*" stores a row only while the record's slice takes it as
+	 * reference; otherwise it points at the slice's row. */
 	static const struct {
 		const char *region;
-		size_t rows;
+		size_t rows, pointers;
 	} steps[] = {
-		{ "eu", 2 },	/* "*" ref 1, eu ref 1 */
-		{ "eu", 4 },	/* refs full */
-		{ "us", 6 },	/* "*" window 1, us ref 1 */
-		{ "us", 8 },	/* "*" window 2, us ref 2 */
-		{ "eu", 7 },	/* "*" window closes (-2); eu window 1 */
-		{ "eu", 9 },	/* "*" window 1, eu window 2 */
-		{ "eu", 8 },	/* "*" 2; eu window closes (-2) */
+		{ "eu", 2, 0 },	/* "*" ref 1, eu ref 1 */
+		{ "eu", 4, 0 },	/* refs full */
+		{ "us", 6, 1 },	/* "*" window 1 (its own row), us ref 1 */
+		{ "us", 8, 2 },	/* "*" window 2, us ref 2 */
+		{ "eu", 7, 0 },	/* "*" window closes (-2); eu window 1 */
+		{ "eu", 8, 1 },	/* "*" window 1 (eu's row), eu window 2 */
+		{ "eu", 6, 2 },	/* "*" 2; eu window closes (-2) */
 	};
 	struct win_params p = params_by_region(2, 3);
 	struct win_model *m = model_new(&p);
@@ -873,10 +877,13 @@ static void test_memory_accounting(void **state)
 	(void)state;
 	assert_int_equal(win_memory(m), 0);
 	for (unsigned i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		size_t want = steps[i].rows * ROW_BYTES +
+			      steps[i].pointers * sizeof(void *);
+
 		live(m, i, steps[i].region, &closed);
-		if (win_memory(m) != steps[i].rows * ROW_BYTES)
+		if (win_memory(m) != want)
 			fail_msg("after row %u: %zu bytes, want %zu", i,
-				 win_memory(m), steps[i].rows * ROW_BYTES);
+				 win_memory(m), want);
 	}
 	assert_int_equal(list_len(closed), 2);
 	free_list(closed);
@@ -966,10 +973,34 @@ static void test_column_sums(void **state)
 	}
 }
 
-/* A pause right after "*" and a slice closed together: both buffers come
- * back as spares before either window reopens, and the two windows after
- * that still find buffers kept (four in all); a second without any window
- * taking one frees them. */
+/* Recycles every window of LIST whose slice is (or, with OTHERS, is
+ * not) SLICE; returns the rest. */
+static struct win_closed *recycle_some(struct win_model *m,
+				       struct win_closed *list,
+				       const char *slice, bool others)
+{
+	struct win_closed *rest = NULL;
+
+	while (list) {
+		struct win_closed *next = list->next;
+
+		if (!strcmp(list->slice, slice) != others) {
+			win_recycle(m, list);
+		} else {
+			list->next = rest;
+			rest = list;
+		}
+		list = next;
+	}
+	return rest;
+}
+
+/* A pause right after two windows closed together (two slices): both
+ * buffers come back as spares before either window reopens, and the two
+ * windows after that still find buffers kept (four in all); a second
+ * without any window taking one frees them.  "*" of a sliced model takes
+ * none: it points at its slices' rows, and a buffer comes back only when
+ * "*"'s windows let go of it too. */
 static void test_spares_survive_a_pause(void **state)
 {
 	struct win_params p = params_by_region(2, 2);
@@ -979,36 +1010,122 @@ static void test_spares_survive_a_pause(void **state)
 	unsigned k = 0;
 
 	(void)state;
-	while (k < 2)		/* the references of "*" and eu */
-		live(m, k++, "eu", &closed);
-	while (k < 4)		/* "*" and eu close together */
-		live(m, k++, "eu", &closed);
+	for (; k < 4; k++)	/* references: eu {0, 1}, us {2, 3} */
+		reference(m, k, k < 2 ? "eu" : "us", &closed);
+	for (; k < 8; k++)	/* eu {4, 6}, us {5, 7}, "*" {4, 5} {6, 7} */
+		live(m, k, k % 2 ? "us" : "eu", &closed);
 	first = closed;
 	closed = NULL;
-	live(m, k++, "eu", &closed);	/* both reopen on fresh buffers */
-	live(m, k++, "eu", &closed);	/* and close */
+	for (; k < 12; k++)	/* the same again, on fresh buffers */
+		live(m, k, k % 2 ? "us" : "eu", &closed);
 	second = closed;
 	closed = NULL;
-	assert_int_equal(list_len(first) + list_len(second), 4);
-	while (first) {
-		struct win_closed *next = first->next;
-
-		win_recycle(m, first);
-		first = next;
-	}
-	while (second) {	/* the pause: nothing reopened yet */
-		struct win_closed *next = second->next;
-
-		win_recycle(m, second);
-		second = next;
-	}
-	assert_int_equal(win_spare_bytes(m), 4 * one);
-	live(m, k++, "eu", &closed);	/* takes two */
+	assert_int_equal(list_len(first), 4);
+	assert_int_equal(list_len(second), 4);
+	assert_int_equal(win_spare_bytes(m), 0);
+	first = recycle_some(m, first, WIN_WHOLE_MODEL, true);
+	assert_int_equal(win_spare_bytes(m), 0);	/* "*" holds them */
+	first = recycle_some(m, first, WIN_WHOLE_MODEL, false);
+	assert_null(first);
 	assert_int_equal(win_spare_bytes(m), 2 * one);
+	second = recycle_some(m, second, WIN_WHOLE_MODEL, false);
+	assert_int_equal(win_spare_bytes(m), 2 * one);	/* slices hold them */
+	second = recycle_some(m, second, WIN_WHOLE_MODEL, true);
+	assert_null(second);
+	assert_int_equal(win_spare_bytes(m), 4 * one);	/* the pause */
+	live(m, k++, "eu", &closed);	/* takes one */
+	assert_int_equal(win_spare_bytes(m), 3 * one);
 	win_trim_spares(m);		/* one was taken: kept */
-	assert_int_equal(win_spare_bytes(m), 2 * one);
+	assert_int_equal(win_spare_bytes(m), 3 * one);
 	win_trim_spares(m);		/* none since: freed */
 	assert_int_equal(win_spare_bytes(m), 0);
+	free_list(closed);
+	win_model_free(m);
+}
+
+/* Rows of C gathered are rows KS[0..n). */
+static void assert_closed_rows(const struct win_closed *c, const unsigned *ks,
+			       size_t n)
+{
+	float *copy;
+
+	assert_int_equal(c->n, n);
+	assert_rows(win_closed_rows(c, &copy), ks, n);
+	free(copy);
+}
+
+/* "*" of a sliced model stores no rows of its own: it points at the rows
+ * its slices stored.  They stay as they were for as long as a closed "*"
+ * window holds them, whatever the slices do next: a reload grows their
+ * open windows, their windows close, are recycled and reopen on the
+ * recycled buffers, the model is reset and fills again. */
+static void test_whole_rows_stay_put(void **state)
+{
+	static const unsigned w1[] = { 4, 5, 6 }, w2[] = { 7, 8, 9 },
+			      eu1[] = { 4, 6, 7 };
+	struct win_params p = params_by_region(2, 3);
+	struct win_model *m = model_new(&p);
+	struct win_closed *closed = NULL, *a, *b, *c;
+	size_t dropped;
+	unsigned k = 0;
+
+	(void)state;
+	for (; k < 4; k++)	/* references: eu {0, 1}, us {2, 3} */
+		reference(m, k, k < 2 ? "eu" : "us", &closed);
+	for (; k < 7; k++)	/* "*" {4, 5, 6} closes; eu {4, 6}, us {5} */
+		live(m, k, k % 2 ? "us" : "eu", &closed);
+	a = take(&closed, WIN_WHOLE_MODEL, 1);
+	assert_null(a->data);
+	assert_null(closed);
+	p.window_max = 6;	/* a reload: open windows move */
+	assert_int_equal(win_model_update(m, &p), 0);
+	live(m, k++, "eu", &closed);	/* eu {4, 6, 7} closes */
+	c = take(&closed, "region=eu", 1);
+	assert_closed_rows(c, eu1, 3);
+	win_recycle(m, c);
+	live(m, k++, "eu", &closed);	/* a new eu window */
+	live(m, k++, "us", &closed);	/* "*" {7, 8, 9} closes */
+	b = take(&closed, WIN_WHOLE_MODEL, 2);
+	assert_closed_rows(a, w1, 3);
+	assert_closed_rows(b, w2, 3);
+	assert_int_equal(win_reset(m, &dropped), 0);
+	assert_int_equal(dropped, 3);	/* eu {8}, us {5, 9} */
+	for (; k < 30; k++)	/* references again, then windows */
+		live(m, k, k % 2 ? "us" : "eu", &closed);
+	assert_closed_rows(a, w1, 3);
+	assert_closed_rows(b, w2, 3);
+	win_recycle(m, a);
+	win_recycle(m, b);
+	free_list(closed);
+	win_model_free(m);
+}
+
+/* While a slice takes its first records as reference, "*" stores them in
+ * a buffer of its own; that buffer goes back as a spare once no window
+ * reads rows in it. */
+static void test_whole_own_rows(void **state)
+{
+	static const unsigned w1[] = { 2, 3 }, w2[] = { 4, 5 };
+	struct win_params p = params_by_region(2, 2);
+	struct win_model *m = model_new(&p);
+	struct win_closed *closed = NULL, *c;
+
+	(void)state;
+	reference(m, 0, "eu", &closed);
+	reference(m, 1, "eu", &closed);
+	live(m, 2, "us", &closed);	/* us's reference; "*" stores it */
+	live(m, 3, "us", &closed);	/* again; "*" {2, 3} closes */
+	c = take(&closed, WIN_WHOLE_MODEL, 1);
+	assert_null(closed);
+	assert_closed_rows(c, w1, 2);
+	win_recycle(m, c);
+	assert_int_equal(win_spare_bytes(m), 0);	/* "*" keeps it */
+	live(m, 4, "eu", &closed);
+	live(m, 5, "eu", &closed);	/* eu {4, 5} and "*" {4, 5} close */
+	assert_int_equal(win_spare_bytes(m), 2 * ROW_BYTES);
+	c = take(&closed, WIN_WHOLE_MODEL, 2);
+	assert_closed_rows(c, w2, 2);
+	win_recycle(m, c);
 	free_list(closed);
 	win_model_free(m);
 }
@@ -1213,13 +1330,15 @@ static void test_reference_fallback(void **state)
 	assert_true(c->ref_fallback);
 	assert_string_equal(c->ref->slice, WIN_WHOLE_MODEL);
 	assert_int_equal(c->ref->n, 5);
-	/* "*" froze for its own window of the same records. */
-	assert_false(c->ref_new);
+	/* The slice stores a record before "*" does, so its window closed
+	 * first and froze "*"'s reference, which "*"'s own window of the
+	 * same records then shares. */
+	assert_true(c->ref_new);
 	win_closed_free(c);
 	c = take(&closed, WIN_WHOLE_MODEL, 1);
 	assert_int_equal(c->status, WIN_TESTED);
 	assert_false(c->ref_fallback);
-	assert_true(c->ref_new);
+	assert_false(c->ref_new);
 	win_closed_free(c);
 	assert_null(closed);
 	win_model_free(m);
@@ -1500,6 +1619,8 @@ int main(void)
 		cmocka_unit_test(test_float16_storage),
 		cmocka_unit_test(test_column_sums),
 		cmocka_unit_test(test_spares_survive_a_pause),
+		cmocka_unit_test(test_whole_rows_stay_put),
+		cmocka_unit_test(test_whole_own_rows),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
