@@ -17,7 +17,7 @@ one run on one machine:
 The clients are bench/loadgen (one thread, epoll, pre-encoded bytes), so a
 client costs the machine as little as it can and the same client measures
 daemon and sink.  The daemon runs against a throwaway PostgreSQL with one
-model per dimension, `slice_by = region` (each record goes into two
+model per dimension, `slice_by = region` (each record counts in two
 windows, "*" and its slice), windows of 10,000 records and only the
 centroid detector, so that what is measured is the loop thread taking
 records into windows, not the detectors.  Beside records/s, the CPU time
