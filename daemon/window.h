@@ -3,7 +3,9 @@
  * every slice, the slice lifecycle (creation up to max_slices, idle expiry,
  * reset) and the per-slice decision state.  Pure data structure: no event
  * loop, no I/O; used only from the loop thread.  Closed windows leave as
- * struct win_closed, which owns its data and may cross to a worker. */
+ * struct win_closed, which may cross to a worker: it owns its data and
+ * holds the buffers its rows are in until it comes back to the loop to be
+ * recycled or freed. */
 #ifndef DRIFTD_WINDOW_H
 #define DRIFTD_WINDOW_H
 
@@ -142,8 +144,8 @@ void win_closed_free(struct win_closed *c);
 /* Like win_closed_free, but M keeps the buffers C let go of last (up to
  * WIN_SPARES of them) for its next windows: a new window then costs no
  * fresh pages.
- * Four, because a pause in the traffic can come just after "*" and a
- * slice closed together: both buffers come back before either window
+ * Four, because a pause in the traffic can come just after two slices'
+ * windows closed together: both buffers come back before either window
  * reopens, while the next two closes need two more (with two spares, each
  * pause between bursts freed two buffers and faulted two fresh ones in,
  * 15,000 page faults at d = 768 and 10,000-record windows). */

@@ -35,11 +35,15 @@ class AllDetectors(DaemonCase):
     # Records alternate between slices a and b. The "*" windows close at
     # records 400, 600 and 800; slice a's window at 799, slice b's at 800,
     # together with the third "*" window: one evaluation of two windows.
+    # "cen" gets the same records with centroid alone: its "*" windows are
+    # never gathered from the slices' rows, only their column sums read.
     MODELS = (model_section(
         "enc", DIM, slice_by="region", reference=REF, window=WIN,
         detectors="mmd, centroid, energy, ks_dims, health, classifier, "
                   "scores, calibration",
         permutations=200, alpha=ALPHA, extra=EXTRA)
+        + model_section("cen", DIM, slice_by="region", reference=REF,
+                        window=WIN, detectors="centroid")
         + model_section("proj", DIM, reference=REF, window=WIN,
                         detectors="mmd, energy, classifier",
                         permutations=200, alpha=ALPHA,
@@ -56,6 +60,7 @@ class AllDetectors(DaemonCase):
             if i >= 2 * REF and region == "b":
                 emb[:DIM // 2] += 0.6
             lines.append(record("enc", emb, {"region": region}))
+            lines.append(record("cen", emb, {"region": region}))
             cls.sent.append((region, np.float32(np.round(emb, 6))))
         for i in range(REF + WIN):
             emb = rng.normal(size=DIM)
@@ -67,7 +72,7 @@ class AllDetectors(DaemonCase):
             "SELECT model, slice, window_id, test, statistic, p_value, "
             "threshold, drifted, permutations FROM driftd.test_results "
             "ORDER BY model, slice, window_id, test",
-            5 * len(ALL_TESTS) + 3)
+            5 * len(ALL_TESTS) + 5 * 2 + 3)
 
     def windows(self, model):
         out = {}
@@ -133,24 +138,29 @@ class AllDetectors(DaemonCase):
 
     def test_centroid_is_numpy_on_the_rows_sent(self):
         # The daemon keeps window means as records arrive (column sums);
-        # they must be the means of exactly the window's rows.
+        # they must be the means of exactly the window's rows, with the
+        # other detectors (enc) or alone (cen).
         whole = [e for _, e in self.sent]
         by = {k: [e for r, e in self.sent if r == k] for k in "ab"}
         cases = {("*", "1"): (whole[:REF], whole[REF:2 * REF]),
                  ("*", "3"): (whole[:REF], whole[3 * REF:]),
                  ("region=a", "1"): (by["a"][:REF], by["a"][REF:]),
                  ("region=b", "1"): (by["b"][:REF], by["b"][REF:])}
-        wins = self.windows("enc")
-        for key, (ref, win) in cases.items():
-            a = np.mean(np.array(ref, dtype=np.float64), axis=0)
-            b = np.mean(np.array(win, dtype=np.float64), axis=0)
-            cos = 1 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
-            self.assertAlmostEqual(
-                float(wins[key]["centroid_cosine"][4]), cos, delta=1e-9,
-                msg=key)
-            self.assertAlmostEqual(
-                float(wins[key]["centroid_euclidean"][4]),
-                np.linalg.norm(a - b), delta=1e-9, msg=key)
+        for model in ("enc", "cen"):
+            wins = self.windows(model)
+            for key, (ref, win) in cases.items():
+                a = np.mean(np.array(ref, dtype=np.float64), axis=0)
+                b = np.mean(np.array(win, dtype=np.float64), axis=0)
+                cos = 1 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+                self.assertAlmostEqual(
+                    float(wins[key]["centroid_cosine"][4]), cos,
+                    delta=1e-9, msg=(model, key))
+                self.assertAlmostEqual(
+                    float(wins[key]["centroid_euclidean"][4]),
+                    np.linalg.norm(a - b), delta=1e-9, msg=(model, key))
+        self.assertEqual(
+            {tuple(sorted(t)) for t in self.windows("cen").values()},
+            {("centroid_cosine", "centroid_euclidean")})
 
     def test_skipped_detectors_logged(self):
         log = self.d.log_text()
