@@ -1130,6 +1130,238 @@ static void test_whole_own_rows(void **state)
 	win_model_free(m);
 }
 
+/* ---- shared rows under random operations ----
+ *
+ * A model of what every window must hold, run against the real one over
+ * thousands of random steps: records in three slices, windows closed by
+ * count and by the interval tick, reloads that grow and shrink the cap,
+ * resets, idle expiry, and closed windows kept for a while and recycled
+ * in any order.  Every closed window must hold exactly its records (and
+ * their sums) when it closes and still when it is recycled, however the
+ * buffers its rows are in were shared and reused meanwhile. */
+
+#define PR_REF 3		/* reference.size */
+#define PR_CAP 7		/* the larger of the two window caps */
+#define PR_HELD 48
+
+struct pr_window {
+	unsigned n, rows[PR_CAP];
+};
+
+struct pr_slice {
+	bool exists;
+	unsigned ref_n;		/* warm-up: records taken as reference */
+	int64_t last_seen;
+	struct pr_window open;
+	struct pr_window due[4];	/* closes not yet seen, oldest first */
+	unsigned n_due;
+};
+
+struct pr_held {
+	struct win_closed *c;
+	struct pr_window want;
+};
+
+struct pr_state {
+	struct win_model *m;
+	struct win_params p;
+	struct pr_slice slices[4];	/* "*", a, b, c */
+	struct pr_held held[PR_HELD];
+	unsigned n_held;
+	uint64_t rng;
+};
+
+static const char *const pr_region[] = { NULL, "a", "b", "c" };
+
+static unsigned pr_below(struct pr_state *st, unsigned n)
+{
+	st->rng ^= st->rng << 13;
+	st->rng ^= st->rng >> 7;
+	st->rng ^= st->rng << 17;
+	return (unsigned)(st->rng % n);
+}
+
+static void pr_close(struct pr_slice *s)
+{
+	assert_true(s->n_due < 4);
+	s->due[s->n_due++] = s->open;
+	s->open.n = 0;
+}
+
+/* What win_add does with record K in slice S of the model. */
+static void pr_add(struct pr_state *st, struct pr_slice *s, unsigned k,
+		   int64_t now)
+{
+	if (!s->exists) {
+		memset(s, 0, sizeof(*s));
+		s->exists = true;
+	}
+	s->last_seen = now;
+	if (s->ref_n < PR_REF) {
+		s->ref_n++;
+		return;
+	}
+	if (s->open.n >= st->p.window_max)
+		pr_close(s);
+	s->open.rows[s->open.n++] = k;
+	if (s->open.n >= st->p.window_max)
+		pr_close(s);
+}
+
+/* C holds exactly the rows of WANT, as stored, with their sums. */
+static void pr_check(const struct win_closed *c, const struct pr_window *want)
+{
+	float *copy, x[DIM], back[DIM];
+	uint16_t h[2 * DIM];
+	const float *rows = win_closed_rows(c, &copy);
+
+	assert_int_equal(c->n, want->n);
+	for (unsigned i = 0; i < want->n; i++) {
+		row(want->rows[i], x);
+		smp_store(c->format, h, x, DIM);
+		smp_load(c->format, back, h, DIM);
+		if (memcmp(rows + i * DIM, back, sizeof(back)))
+			fail_msg("%s #%lld row %u is not row %u", c->slice,
+				 (long long)c->window_id, i, want->rows[i]);
+	}
+	free(copy);
+	assert_sums_of_rows(c);
+}
+
+static unsigned pr_index(const char *slice)
+{
+	if (!strcmp(slice, WIN_WHOLE_MODEL))
+		return 0;
+	assert_true(!strncmp(slice, "region=", 7) && slice[8] == '\0');
+	return (unsigned)(slice[7] - 'a') + 1;
+}
+
+/* The windows an operation closed, oldest first, against the model's;
+ * then kept until pr_recycle. */
+static void pr_closed(struct pr_state *st, struct win_closed *list)
+{
+	struct win_closed *rev = NULL;
+
+	while (list) {
+		struct win_closed *next = list->next;
+
+		list->next = rev;
+		rev = list;
+		list = next;
+	}
+	for (struct win_closed *c = rev, *next; c; c = next) {
+		struct pr_slice *s = &st->slices[pr_index(c->slice)];
+
+		next = c->next;
+		c->next = NULL;
+		if (!s->n_due)
+			fail_msg("%s closed a window the model did not", c->slice);
+		pr_check(c, &s->due[0]);
+		assert_true(st->n_held < PR_HELD);
+		st->held[st->n_held++] = (struct pr_held){ c, s->due[0] };
+		memmove(s->due, s->due + 1, --s->n_due * sizeof(s->due[0]));
+	}
+	for (unsigned i = 0; i < 4; i++)
+		if (st->slices[i].n_due)
+			fail_msg("slice %u: a window the model closed is missing",
+				 i);
+}
+
+/* Checks held window I once more and gives it back. */
+static void pr_recycle(struct pr_state *st, unsigned i)
+{
+	pr_check(st->held[i].c, &st->held[i].want);
+	win_recycle(st->m, st->held[i].c);
+	st->held[i] = st->held[--st->n_held];
+}
+
+static void pr_step(struct pr_state *st, unsigned *k)
+{
+	struct win_closed *closed = NULL;
+	unsigned op = pr_below(st, 100), si;
+	int64_t now = (int64_t)*k * 1000;
+	size_t dropped, want;
+
+	while (st->n_held > PR_HELD - 8)	/* room for what this step closes */
+		pr_recycle(st, pr_below(st, st->n_held));
+	if (op < 70) {			/* a record; "a" twice as often */
+		si = 1 + pr_below(st, 4) % 3;
+		si = si == 3 && pr_below(st, 2) ? 1 : si;
+		pr_add(st, &st->slices[si], *k, now);
+		pr_add(st, &st->slices[0], *k, now);
+		live(st->m, (*k)++, pr_region[si], &closed);
+	} else if (op < 78) {		/* the interval tick */
+		for (si = 0; si < 4; si++)
+			if (st->slices[si].exists && st->slices[si].open.n)
+				pr_close(&st->slices[si]);
+		win_close_due(st->m, &closed);
+	} else if (op < 83) {		/* a reload: the cap 4 <-> 7 */
+		st->p.window_max = st->p.window_max == 4 ? PR_CAP : 4;
+		assert_int_equal(win_model_update(st->m, &st->p), 0);
+	} else if (op < 84) {		/* a new model deployed */
+		want = 0;
+		for (si = 0; si < 4; si++) {
+			want += st->slices[si].open.n;
+			st->slices[si].open.n = st->slices[si].ref_n = 0;
+		}
+		assert_int_equal(win_reset(st->m, &dropped), 0);
+		assert_int_equal(dropped, want);
+	} else if (op < 86) {		/* slices idle for 12 records go */
+		for (si = 1; si < 4; si++) {
+			struct pr_slice *s = &st->slices[si];
+
+			if (!s->last_seen)	/* only references: as restored */
+				s->last_seen = now;
+			if (!s->exists || now - s->last_seen < 12000)
+				continue;
+			if (s->open.n)
+				pr_close(s);
+			s->exists = false;
+		}
+		win_expire(st->m, now, 12000, &closed, NULL, NULL);
+	} else if (op < 88) {
+		win_trim_spares(st->m);
+	} else if (st->n_held) {	/* a job comes back */
+		pr_recycle(st, pr_below(st, st->n_held));
+	}
+	pr_closed(st, closed);
+	/* the model's expired slices may come back: they warm up anew */
+	for (si = 1; si < 4; si++)
+		if (!st->slices[si].exists)
+			st->slices[si].n_due = 0;
+}
+
+static void test_shared_rows_random(void **state)
+{
+	enum smp_format formats[] = { SMP_FLOAT32, SMP_FLOAT16 };
+
+	(void)state;
+	for (unsigned run = 0; run < 8; run++) {
+		struct pr_state st = { .rng = 0x9e3779b97f4a7c15ULL * (run + 1) };
+		struct win_closed *closed = NULL;
+		unsigned k = 0;
+
+		st.p = params_by_region(PR_REF, 0);
+		st.p.window_max = 4;
+		st.p.col_sums = true;
+		st.p.format = formats[run % 2];
+		st.m = model_new(&st.p);
+		for (unsigned si = 0; si < 4; si++)
+			st.slices[si] = (struct pr_slice){ .exists = true,
+							   .ref_n = PR_REF };
+		for (unsigned si = 1; si < 4; si++)	/* references */
+			for (unsigned i = 0; i < PR_REF; i++)
+				reference(st.m, 100000 + k++, pr_region[si],
+					  &closed);
+		assert_null(closed);
+		for (unsigned step = 0; step < 4000; step++)
+			pr_step(&st, &k);
+		while (st.n_held)
+			pr_recycle(&st, 0);
+		win_model_free(st.m);
+	}
+}
+
 /* Rows of DATA, read back from FORMAT, are rows KS[0..n) as that format
  * keeps them. */
 static void assert_stored_rows(const float *data, enum smp_format format,
@@ -1621,6 +1853,7 @@ int main(void)
 		cmocka_unit_test(test_spares_survive_a_pause),
 		cmocka_unit_test(test_whole_rows_stay_put),
 		cmocka_unit_test(test_whole_own_rows),
+		cmocka_unit_test(test_shared_rows_random),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
