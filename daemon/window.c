@@ -29,6 +29,7 @@ struct cal_buf {
 struct win_buf {
 	unsigned refs;
 	unsigned cap;		/* rows */
+	unsigned used;		/* rows written */
 	uint64_t pinned_in;	/* the "*" window that pinned it last */
 	float *data;		/* cap rows, on a cache line */
 };
@@ -49,12 +50,11 @@ struct win_slice {
 	int64_t cur_start_us, cur_end_us;
 	/* "*" of a sliced model (points): row i of the window is at rows[i]
 	 * in one of the pins; buf holds only the rows of records that their
-	 * slice took as reference, buf_n of them, kept across windows, own_n
-	 * of them in this window. */
+	 * slice took as reference, buf_n of them, kept across windows. */
 	bool points;
 	const void **rows;
 	struct win_buf **pins;
-	unsigned n_pins, pins_cap, buf_n, own_n;
+	unsigned n_pins, pins_cap, buf_n;
 	struct cal_buf cal;
 	int64_t last_window_id;
 	int64_t last_seen_us;	/* arrival of its last record */
@@ -229,6 +229,7 @@ static struct win_buf *window_buffer(struct win_model *m)
 	m->spare_taken = true;
 	b = m->spare[--m->n_spare];
 	b->refs = 1;
+	b->used = 0;
 	b->pinned_in = 0;
 	return b;
 }
@@ -438,7 +439,7 @@ static void unpin(struct win_model *m, struct win_slice *s)
 {
 	while (s->n_pins)
 		buf_put(m, s->pins[--s->n_pins]);
-	if (m)
+	if (m && s->points)
 		m->whole_window++;	/* pin afresh */
 }
 
@@ -536,6 +537,20 @@ static int grow_rows(float **buf, size_t floats)
 	return 0;
 }
 
+/* Room for CAP labeled pairs in B: the reservoir fills up to the cap. */
+static int grow_pairs(struct cal_buf *b, size_t cap, unsigned k)
+{
+	int64_t *labels;
+
+	if (!b->scores)
+		return 0;
+	if (grow_rows(&b->scores, cap * k) < 0 ||
+	    !(labels = realloc(b->labels, cap * sizeof(*labels))))
+		return -ENOMEM;
+	b->labels = labels;
+	return 0;
+}
+
 /* Room for ROWS records in S's open window.  A new buffer, not realloc:
  * "*" and closed windows may still read the rows where they are. */
 static int grow_window(struct win_model *m, struct win_slice *s, size_t rows)
@@ -557,6 +572,7 @@ static int grow_window(struct win_model *m, struct win_slice *s, size_t rows)
 		return -ENOMEM;
 	memcpy(b->data, s->buf->data, row_floats(s->cur_n, m->p.dim,
 						 m->p.format) * sizeof(float));
+	b->used = s->cur_n;
 	buf_put(m, s->buf);
 	s->buf = b;
 	return 0;
@@ -574,7 +590,8 @@ int win_model_update(struct win_model *m, const struct win_params *p)
 								 s->cur_n;
 
 			if (grow_window(m, s, rows) < 0 ||
-			    grow_rows(&s->cur_scores, rows * m->p.k) < 0)
+			    grow_rows(&s->cur_scores, rows * m->p.k) < 0 ||
+			    grow_pairs(&s->cal, p->window_max, m->p.k) < 0)
 				return -ENOMEM;
 		}
 		drop_spares(m);	/* too small now */
@@ -710,7 +727,7 @@ static void hand_over_rows(struct win_model *m, struct win_slice *s,
 		c->n_pins = s->n_pins;
 		s->rows = NULL;
 		s->pins = NULL;
-		s->n_pins = s->pins_cap = s->own_n = 0;
+		s->n_pins = s->pins_cap = 0;
 		m->whole_window++;
 		/* Its own buffer goes back once no window reads rows in it:
 		 * slices rarely warm up once traffic is steady. */
@@ -818,20 +835,30 @@ static enum rec_err window_room(struct win_model *m, struct win_slice *s,
 
 /* Room for a pair in the reservoir of B: the row to write, or -1 when the
  * sample keeps its rows. */
+/* B's arrays, allocated at its first pair. */
+static int cal_alloc(const struct win_model *m, struct cal_buf *b)
+{
+	size_t cap = m->p.window_max;
+
+	if (b->scores)
+		return 0;
+	b->scores = malloc(cap * m->p.k * sizeof(float));
+	b->labels = malloc(cap * sizeof(int64_t));
+	if (!b->scores || !b->labels) {
+		cal_free(b);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 static long cal_slot(const struct win_model *m, struct win_slice *s,
 		     struct cal_buf *b)
 {
 	size_t cap = m->p.window_max;
 	uint64_t j;
 
-	if (!b->scores) {
-		b->scores = malloc(cap * m->p.k * sizeof(float));
-		b->labels = malloc(cap * sizeof(int64_t));
-		if (!b->scores || !b->labels) {
-			cal_free(b);
-			return -2;
-		}
-	}
+	if (cal_alloc(m, b) < 0)
+		return -2;
 	b->seen++;
 	if (b->n < cap)
 		return b->n++;
@@ -855,10 +882,11 @@ static int add_pair(const struct win_model *m, struct win_slice *s,
 }
 
 /* Where a record's row was stored: in buffer buf at row; row NULL when
- * no window stored it. */
+ * no window stored it.  summed: it went into "*"'s sums as it was. */
 struct stored {
 	struct win_buf *buf;
 	const void *row;
+	bool summed;
 };
 
 /* Room for one more pin in "*" S's window. */
@@ -876,33 +904,64 @@ static int pin_room(struct win_slice *s)
 	return 0;
 }
 
+/* Room for a row in "*" S's own buffer: a fresh one when it is full. */
+static int own_room(struct win_model *m, struct win_slice *s)
+{
+	if (s->buf && s->buf_n >= s->buf->cap) {
+		buf_put(m, s->buf);
+		s->buf = NULL;
+	}
+	if (!s->buf) {
+		if (!(s->buf = window_buffer(m)))
+			return -ENOMEM;
+		s->buf_n = 0;
+	}
+	return 0;
+}
+
+/* R into "*" S's own buffer, with S's sums; *AT says where. */
+static int store_own(struct win_model *m, struct win_slice *s,
+		     const struct record *r, struct stored *at)
+{
+	if (own_room(m, s) < 0)
+		return -ENOMEM;
+	at->buf = s->buf;
+	at->row = row_at(s->buf->data, s->buf_n++, m->p.dim, m->p.format);
+	s->buf->used = s->buf_n;
+	smp_store_sum(m->p.format, (void *)at->row, r->embedding, m->p.dim,
+		      s->cur_sums, NULL);
+	at->summed = true;
+	return 0;
+}
+
+/* Adds a stored ROW to SUMS: the values and order smp_store_sum adds. */
+static void add_stored(const struct win_model *m, double *sums,
+		       const void *row)
+{
+	size_t w = smp_width(m->p.format);
+	float v[256];
+
+	for (size_t i = 0; i < m->p.dim; i += 256) {
+		size_t n = m->p.dim - i < 256 ? m->p.dim - i : 256;
+
+		smp_load(m->p.format, v, (const char *)row + i * w, n);
+		for (size_t j = 0; j < n; j++)
+			sums[i + j] += (double)v[j];
+	}
+}
+
 /* Row cur_n of "*" S's window is the record R where its slice stored it
  * (AT), or, when the slice took R as reference, a row of S's own buffer;
- * either way S's window holds that buffer.  Nothing changes on failure. */
+ * either way S's window holds that buffer.  A row its slice stored
+ * before "*" took records into windows (its reference froze on the way)
+ * joins S's sums here.  Nothing changes on failure. */
 static int point_at(struct win_model *m, struct win_slice *s,
 		    const struct record *r, struct stored *at)
 {
-	void *row;
-
-	if (pin_room(s) < 0)
+	if (pin_room(s) < 0 || (!at->row && store_own(m, s, r, at) < 0))
 		return -ENOMEM;
-	if (!at->row) {
-		if (s->buf && s->buf_n >= s->buf->cap) {
-			buf_put(m, s->buf);
-			s->buf = NULL;
-		}
-		if (!s->buf) {
-			if (!(s->buf = window_buffer(m)))
-				return -ENOMEM;
-			s->buf_n = 0;
-		}
-		row = row_at(s->buf->data, s->buf_n++, m->p.dim, m->p.format);
-		s->own_n++;
-		smp_store_sum(m->p.format, row, r->embedding, m->p.dim,
-			      s->cur_sums, NULL);
-		at->buf = s->buf;
-		at->row = row;
-	}
+	if (!at->summed && s->cur_sums)
+		add_stored(m, s->cur_sums, at->row);
 	if (at->buf->pinned_in != m->whole_window) {
 		at->buf->refs++;
 		at->buf->pinned_in = m->whole_window;
@@ -925,8 +984,10 @@ static int store_row(struct win_model *m, struct win_slice *s,
 	row = row_at(s->buf->data, s->cur_n, m->p.dim, m->p.format);
 	smp_store_sum(m->p.format, row, r->embedding, m->p.dim, s->cur_sums,
 		      also);
+	s->buf->used = s->cur_n + 1;
 	at->buf = s->buf;
 	at->row = row;
+	at->summed = also != NULL;
 	return 0;
 }
 
@@ -958,12 +1019,11 @@ static enum rec_err add_live(struct win_model *m, struct win_slice *s,
 		s->cur_start_us = ts;
 	if (ts > s->cur_end_us)
 		s->cur_end_us = ts;
-	if ((m->p.window_size && s->cur_n >= m->p.window_size) ||
-	    s->cur_n >= m->p.window_max) {
-		if (!(c = close_window(m, s)))
-			return REC_ERR_OVERSIZE;
+	/* Out of memory for the closed window: the record is in, and the
+	 * window closes with the next record or tick instead. */
+	if (((m->p.window_size && s->cur_n >= m->p.window_size) ||
+	     s->cur_n >= m->p.window_max) && (c = close_window(m, s)))
 		push_closed(c, out);
-	}
 	return REC_OK;
 }
 
@@ -978,9 +1038,16 @@ static enum rec_err add_live_sliced(struct win_model *m, struct win_slice *s,
 	double *also = NULL;
 	enum rec_err e;
 
+	/* What "*" needs is taken first: once the slice stored the row, the
+	 * rest cannot fail for lack of memory (unless "*"'s reference froze
+	 * on the way and its first window opens now). */
 	if (!live_goes_to_reference(m, whole)) {
 		if ((e = window_room(m, whole, out)) != REC_OK)
 			return e;
+		if (pin_room(whole) < 0 ||
+		    (m->p.k && r->has_label && cal_alloc(m, &whole->cal) < 0) ||
+		    (live_goes_to_reference(m, s) && own_room(m, whole) < 0))
+			return REC_ERR_OVERSIZE;
 		also = whole->cur_sums;
 	}
 	if ((e = add_live(m, s, r, ts, also, &at, out)) != REC_OK)
@@ -1098,7 +1165,7 @@ size_t win_expire(struct win_model *m, int64_t now_us, uint64_t idle_us,
 static void empty_window(struct win_model *m, struct win_slice *s)
 {
 	unpin(m, s);
-	s->cur_n = s->buf_n = s->own_n = 0;
+	s->cur_n = s->buf_n = 0;
 	free(s->cur_sums);
 	s->cur_sums = NULL;
 	if (s->buf && s->buf->refs > 1) {
@@ -1225,6 +1292,21 @@ size_t win_slice_count(const struct win_model *m)
 	return m->n_slices;
 }
 
+/* "*" of a sliced model: a pointer per row, and the rows of the buffers
+ * no one but its window holds: its own, and its slices' windows that were
+ * recycled or expired while it pointed into them. */
+static size_t pointed_bytes(const struct win_model *m,
+			    const struct win_slice *s)
+{
+	size_t bytes = s->cur_n * sizeof(*s->rows);
+
+	for (unsigned i = 0; i < s->n_pins; i++)
+		if (s->pins[i]->refs == 1 || s->pins[i] == s->buf)
+			bytes += (size_t)s->pins[i]->used * m->p.dim *
+				 smp_width(m->p.format);
+	return bytes;
+}
+
 size_t win_memory(const struct win_model *m)
 {
 	size_t i, bytes = 0, pair = (m->p.k ? m->p.k * sizeof(float) +
@@ -1236,11 +1318,7 @@ size_t win_memory(const struct win_model *m)
 
 		if (r)
 			bytes += r->n * (r->dim * smp_width(r->format) + pair);
-		/* "*" of a sliced model: a pointer per row, and the rows it
-		 * stored itself */
-		bytes += s->points ? s->cur_n * sizeof(*s->rows) +
-					     s->own_n * m->p.dim *
-						     smp_width(m->p.format) :
+		bytes += s->points ? pointed_bytes(m, s) :
 				     s->cur_n * m->p.dim * smp_width(m->p.format);
 		bytes += s->cur_n * m->p.k * sizeof(float);
 		if (s->cur_sums)

@@ -192,7 +192,8 @@ void win_model_free(struct win_model *m);
  * Returns REC_OK or REC_ERR_TOO_MANY_SLICES / REC_ERR_REFERENCE_FROZEN /
  * REC_ERR_BAD_FIELD (slice key too long) / REC_ERR_OVERSIZE (out of
  * memory).  The record counts in "*" and in its own slice; a refused
- * record changes nothing. */
+ * record changes nothing.  A window it fills that cannot be closed for
+ * lack of memory stays open and closes with the next record or tick. */
 enum rec_err win_add(struct win_model *m, const struct record *r,
 		     int64_t ts_us, int64_t now_us, struct win_closed **closed);
 

@@ -1130,6 +1130,76 @@ static void test_whole_own_rows(void **state)
 	win_model_free(m);
 }
 
+/* A slice's window that closes against "*"'s reference (its own is
+ * below reference_min) freezes that reference while "*" is still taking
+ * records as reference: "*" takes this very record into its first window,
+ * and its sums must count it. */
+static void test_whole_sums_when_its_reference_freezes(void **state)
+{
+	static const unsigned a1[] = { 0, 1, 2 }, whole1[] = { 2, 3, 4 };
+	struct win_params p = params_by_region(10, 3);
+	struct win_ref *ref;
+	struct win_model *m;
+	struct win_closed *closed = NULL, *c;
+	float x[DIM];
+
+	(void)state;
+	p.reference_min = 2;
+	p.col_sums = true;
+	m = model_new(&p);
+	ref = win_ref_new("region=a", 10, DIM, 0, SMP_FLOAT32);
+	assert_non_null(ref);
+	row(900, x);
+	smp_store(SMP_FLOAT32, ref->data, x, DIM);
+	ref->n = 1;	/* below reference_min: a's windows use "*"'s */
+	assert_int_equal(win_install_reference(m, ref), 0);
+	for (unsigned k = 0; k < 5; k++)
+		live(m, k, "a", &closed);
+	/* "*" took 0 and 1 as reference; a's window {0, 1, 2} froze them,
+	 * so "*" took 2 into its window. */
+	c = take(&closed, "region=a", 1);
+	assert_true(c->ref_fallback && c->ref_new);
+	assert_closed_rows(c, a1, 3);
+	assert_sums_of_rows(c);
+	win_closed_free(c);
+	c = take(&closed, WIN_WHOLE_MODEL, 1);
+	assert_closed_rows(c, whole1, 3);
+	assert_sums_of_rows(c);
+	win_closed_free(c);
+	assert_null(closed);
+	win_model_free(m);
+}
+
+/* Rows that only "*"'s open window still holds count in the model's
+ * memory: a slice window it points into was recycled. */
+static void test_memory_of_rows_only_whole_holds(void **state)
+{
+	struct win_params p = params_by_region(2, 3);
+	struct win_model *m = model_new(&p);
+	struct win_closed *closed = NULL;
+	unsigned k = 0;
+
+	(void)state;
+	for (; k < 4; k++)	/* references: eu {0, 1}, us {2, 3} */
+		reference(m, k, k < 2 ? "eu" : "us", &closed);
+	live(m, k++, "eu", &closed);
+	live(m, k++, "eu", &closed);
+	live(m, k++, "us", &closed);	/* "*" {4, 5, 6} closes */
+	live(m, k++, "eu", &closed);	/* eu {4, 5, 7} closes; "*" {7} */
+	assert_int_equal(list_len(closed), 2);
+	while (closed) {
+		struct win_closed *next = closed->next;
+
+		win_recycle(m, closed);
+		closed = next;
+	}
+	/* references of 2 rows each ("*", eu, us); us {6}; "*" {7}: one
+	 * pointer into eu's buffer, whose three rows nothing else holds */
+	assert_int_equal(win_memory(m), (6 + 1 + 3) * ROW_BYTES +
+					    sizeof(void *));
+	win_model_free(m);
+}
+
 /* ---- shared rows under random operations ----
  *
  * A model of what every window must hold, run against the real one over
@@ -1537,6 +1607,42 @@ static void test_labeled_pairs_sampled(void **state)
 	win_model_free(m);
 }
 
+/* A reload that raises window_max lets the labeled pairs of an open
+ * window fill up to the new cap (ASan sees a write past the old one). */
+static void test_labeled_pairs_grow_with_reload(void **state)
+{
+	struct win_params p = params(2, 0);
+	struct win_model *m;
+	struct win_closed *closed = NULL;
+
+	(void)state;
+	p.k = 1;
+	p.window_max = 4;
+	m = model_new(&p);
+	for (unsigned k = 0; k < 3; k++)	/* the reference, one open */
+		add_scored(m, k, NULL, REC_LIVE, -1, &closed);
+	for (int i = 0; i < 4; i++) {
+		float s = (float)i;
+
+		assert_int_equal(win_add_labeled(m, WIN_WHOLE_MODEL, &s, i), 0);
+	}
+	p.window_max = 8;
+	assert_int_equal(win_model_update(m, &p), 0);
+	for (int i = 4; i < 8; i++) {
+		float s = (float)i;
+
+		assert_int_equal(win_add_labeled(m, WIN_WHOLE_MODEL, &s, i), 0);
+	}
+	assert_int_equal(win_close_due(m, &closed), 1);
+	assert_int_equal(closed->n_labeled, 8);
+	for (int i = 0; i < 8; i++) {
+		assert_true(closed->cal_scores[i] == (float)i);
+		assert_int_equal(closed->cal_labels[i], i);
+	}
+	free_list(closed);
+	win_model_free(m);
+}
+
 /* A slice whose own (explicit) reference is below reference_min is tested
  * against the whole-model one; with that one too small as well, the window
  * is recorded WIN_SHORT_REFERENCE. */
@@ -1854,6 +1960,9 @@ int main(void)
 		cmocka_unit_test(test_whole_rows_stay_put),
 		cmocka_unit_test(test_whole_own_rows),
 		cmocka_unit_test(test_shared_rows_random),
+		cmocka_unit_test(test_whole_sums_when_its_reference_freezes),
+		cmocka_unit_test(test_memory_of_rows_only_whole_holds),
+		cmocka_unit_test(test_labeled_pairs_grow_with_reload),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
