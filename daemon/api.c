@@ -21,7 +21,8 @@
 #include "recsig.h"
 #include "reqparse.h"
 
-/* /status summarises the streaming alarms of this last span. */
+/* /status summarises the streaming alarms of this last span, unless
+ * ?since= says where to start. */
 #define RECENT_ALARMS_US (INT64_C(24) * 3600 * 1000000)
 
 struct api_call {
@@ -315,13 +316,12 @@ static void on_alarm_summary(void *arg, int err, const char *why,
 	finish(c);
 }
 
-/* The second read of /status: per slice, the streaming alarms of the
- * last RECENT_ALARMS_US. */
+/* The second read of /status: per slice, the streaming alarms since
+ * c->since_us. */
 static void start_alarm_summary(struct api_call *c)
 {
 	int err;
 
-	c->since_us = now_us() - RECENT_ALARMS_US;
 	err = rdr_alarm_summary(http_ctx(c->a->h)->rdr, c->model, c->since_us,
 				on_alarm_summary, c, &c->rq);
 	if (err) {
@@ -363,17 +363,6 @@ static void on_status(void *arg, int err, const char *why,
 	add(o, "truncated", json_object_new_boolean(truncated));
 	c->status = o;
 	start_alarm_summary(c);
-}
-
-void api_status(struct http_srv *h, struct evhttp_request *req,
-		const char *const *args)
-{
-	struct api_call *c;
-
-	if (!known_model(h, req, args[0]) || !(c = call_new(h, req, args[0])))
-		return;
-	launched(c, rdr_status(http_ctx(h)->rdr, c->model, on_status, c,
-			       &c->rq));
 }
 
 /* The answer of a list endpoint: {model, rows, truncated}. */
@@ -461,6 +450,47 @@ static bool range_ok(struct evhttp_request *req, int64_t since_us,
 		return true;
 	http_error_json(req, 400, "since must be before until");
 	return false;
+}
+
+/* /status's one parameter, since: where its streaming alarm summary
+ * starts (RFC 3339 or unix seconds), the last 24 h when absent.  On a bad
+ * parameter answers 400. */
+static bool status_params(struct evhttp_request *req, struct evkeyvalq *kv,
+			  int64_t *since_us)
+{
+	struct evkeyval *p;
+	unsigned unused;
+
+	*since_us = now_us() - RECENT_ALARMS_US;
+	if (!parse_query(req, kv))
+		return false;
+	TAILQ_FOREACH(p, kv, next) {
+		if (strcmp(p->key, "since")) {
+			http_error_json(req, 400, "unknown parameter \"%.64s\" "
+					"(since)", p->key);
+			return false;
+		}
+		if (range_param(req, p, since_us, NULL, &unused) < 0)
+			return false;
+	}
+	return true;
+}
+
+void api_status(struct http_srv *h, struct evhttp_request *req,
+		const char *const *args)
+{
+	struct evkeyvalq kv;
+	struct api_call *c;
+	int64_t since_us;
+
+	TAILQ_INIT(&kv);
+	if (known_model(h, req, args[0]) && status_params(req, &kv, &since_us) &&
+	    (c = call_new(h, req, args[0]))) {
+		c->since_us = since_us;
+		launched(c, rdr_status(http_ctx(h)->rdr, c->model, on_status,
+				       c, &c->rq));
+	}
+	evhttp_clear_headers(&kv);
 }
 
 /* Fills Q from the query string; on a bad parameter answers 400. */

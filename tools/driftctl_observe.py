@@ -136,7 +136,7 @@ def status_table(status, paint):
 
 def recent_alarms_table(recent, paint):
     """The status answer's stream_alarms: per slice, its streaming alarms
-    of the last 24 h and the newest of them."""
+    since the answer's "since" (24 h ago by default) and the newest."""
     header = ["SLICE", "ALARMS", "NEWEST", "DETECTOR", "SIGNAL", "DIRECTION"]
     rows = [[s["slice"], (str(s["count"]), RED), short_time(s["detected_at"]),
              s["detector"], s["signal"], s["direction"]] for s in recent["slices"]]
@@ -146,7 +146,9 @@ def recent_alarms_table(recent, paint):
 def cmd_status(args):
     models = ([args.model] if args.model else
               [m["name"] for m in api_get(args.url, "/v1/models")["models"]])
-    answers = [api_get(args.url, f"/v1/models/{quote(m)}/status") for m in models]
+    params = {"since": args.since}
+    answers = [api_get(args.url, f"/v1/models/{quote(m)}/status", params)
+               for m in models]
     if args.json:
         print(json.dumps(answers[0] if args.model else {"models": answers}, indent=2))
         return 0
@@ -166,7 +168,9 @@ def cmd_status(args):
         # Absent from daemons older than the streaming detectors.
         recent = st.get("stream_alarms")
         if recent and recent["slices"]:
-            print(paint("stream alarms in the last 24 h "
+            span = (f"since {short_time(recent['since'])}" if args.since
+                    else "in the last 24 h")
+            print(paint(f"stream alarms {span} "
                         f"(driftctl alarms {st['model']}):", BOLD))
             print(recent_alarms_table(recent, paint))
             if recent["truncated"]:
@@ -225,6 +229,9 @@ def cmd_alarms(args):
 def register(sub):
     p = sub.add_parser("status", help="latest decision of every slice, per test")
     p.add_argument("model", nargs="?", help="one model (default: all)")
+    p.add_argument("--since", type=time_arg,
+                   help="stream alarms summarised from: RFC 3339, unix seconds, "
+                        "or 24h/7d ago (default: the last 24 h)")
     p.add_argument("--json", action="store_true", help="the API's JSON, unchanged")
     p.set_defaults(func=reported(cmd_status))
 

@@ -345,6 +345,21 @@ class Observe(ObservedCase):
             self.assertEqual(sum(s["count"] for s in moved), first["count"] - 1)
             self.assertNotIn(aid, [s["alarm_id"] for s in again])
             self.assertIn(aid, [r["alarm_id"] for r in self.alarms()["rows"]])
+            # ?since= reaches further back, and says so.
+            back = int(t0.timestamp()) - 26 * 3600
+            def counts(summary):
+                return {s["slice"]: s["count"] for s in summary["slices"]}
+
+            wide = self.get_json(f"/v1/models/enc/status?since={back}")[1]["stream_alarms"]
+            self.assertEqual(counts(wide), counts(recent))
+            self.assertEqual(
+                datetime.datetime.fromisoformat(wide["since"].replace("Z", "+00:00"))
+                .timestamp(), back)
+            out = self.driftctl("status", "enc", "--since", "2d").stdout
+            self.assertIn("stream alarms since ", out)
+            answer = json.loads(self.driftctl("status", "enc", "--since", "2d",
+                                              "--json").stdout)
+            self.assertEqual(counts(answer["stream_alarms"]), counts(recent))
         finally:
             self.env.pg.psql("UPDATE driftd.stream_alarms SET detected_at = detected_at "
                              f"+ interval '25 hours' WHERE id = {aid}")
@@ -358,6 +373,17 @@ class Observe(ObservedCase):
         if check:
             self.assertEqual(p.returncode, 0, p.stderr)
         return p
+
+    def test_status_parameters_checked(self):
+        status, body = self.get_json("/v1/models/enc/status?since=yesterday")
+        self.assertEqual(status, 400)
+        self.assertIn("since: not an RFC 3339 time or unix seconds", body["error"])
+        status, body = self.get_json("/v1/models/enc/status?slice=x")
+        self.assertEqual(status, 400)
+        self.assertIn('unknown parameter "slice" (since)', body["error"])
+        future = int(datetime.datetime.now().timestamp()) + 3600
+        answer = self.get_json(f"/v1/models/enc/status?since={future}")[1]
+        self.assertEqual(answer["stream_alarms"]["slices"], [])
 
     def test_driftctl_status_json_is_the_api(self):
         out = json.loads(self.driftctl("status", "enc", "--json").stdout)
