@@ -112,12 +112,7 @@ static void load_portable(float *dst, const uint16_t *src, size_t n)
 }
 
 #ifdef SMP_X86
-/* Rows are written once and read much later by a detector on another
- * thread: streaming stores skip reading each destination line into the
- * cache first (the loop thread's copy into windows cost a quarter less in
- * the ingest profile).  The fence publishes them before the buffer can be
- * handed over. */
-/* Adds the two values LO and HI to SUM[I..I+4) and, when not NULL,
+/* Adds the four values in LO and HI to SUM[I..I+4) and, when not NULL,
  * ALSO[I..I+4). */
 static inline void add4(double *sum, double *also, size_t i, __m128d lo,
 			__m128d hi)
@@ -131,16 +126,17 @@ static inline void add4(double *sum, double *also, size_t i, __m128d lo,
 	}
 }
 
+/* Rows are written once and read much later by a detector on another
+ * thread: streaming stores skip reading each destination line into the
+ * cache first (the loop thread's copy into windows cost a quarter less in
+ * the ingest profile).  The fence publishes them before the buffer can be
+ * handed over.  SUM is NULL only when ALSO is (smp_store_sum). */
 static void store_f32_stream(float *dst, const void *src, size_t n,
 			     double *sum, double *also)
 {
 	const char *s = src;
 	size_t i = 0;
 
-	if (!sum) {
-		sum = also;
-		also = NULL;
-	}
 	for (; i < n && ((uintptr_t)(dst + i) & 15); i++)
 		put_f32(dst, src, i, sum, also);
 	for (; i + 4 <= n; i += 4) {
@@ -157,9 +153,7 @@ static void store_f32_stream(float *dst, const void *src, size_t n,
 	_mm_sfence();
 }
 
-/* Eight values per instruction, streamed as above; the ends go through
- * the portable code, which rounds the same way. */
-/* ALSO as in add4. */
+/* add4 for eight values. */
 __attribute__((target("avx"))) static inline void
 add8(double *sum, double *also, size_t i, __m256d lo, __m256d hi)
 {
@@ -174,6 +168,8 @@ add8(double *sum, double *also, size_t i, __m256d lo, __m256d hi)
 	}
 }
 
+/* Eight values per instruction, streamed as above; the ends go through
+ * put_f16, which rounds the same way. */
 __attribute__((target("avx,f16c"))) static void
 store_f16c(uint16_t *dst, const void *src, size_t n, double *sum, double *also)
 {
@@ -181,10 +177,6 @@ store_f16c(uint16_t *dst, const void *src, size_t n, double *sum, double *also)
 	const char *s = src;
 	size_t i = 0;
 
-	if (!sum) {
-		sum = also;
-		also = NULL;
-	}
 	for (; i < n && ((uintptr_t)(dst + i) & 15); i++)
 		put_f16(dst, src, i, sum, also);
 	for (; i + 8 <= n; i += 8) {
@@ -249,6 +241,10 @@ static bool have_f16c(void)
 void smp_store_sum(enum smp_format f, void *dst, const void *src, size_t n,
 		   double *sum, double *also)
 {
+	if (!sum) {	/* one sum array: the fast paths test only SUM */
+		sum = also;
+		also = NULL;
+	}
 #ifdef SMP_X86
 	if (f == SMP_FLOAT32) {
 		store_f32_stream(dst, src, n, sum, also);

@@ -195,15 +195,15 @@ static struct win_buf *buf_new(const struct win_model *m, unsigned cap)
 {
 	struct win_buf *b = calloc(1, sizeof(*b));
 
-	if (b && !(b->data = rows_alloc(row_floats(cap, m->p.dim, m->p.format) *
-					sizeof(float)))) {
+	if (!b)
+		return NULL;
+	if (!(b->data = rows_alloc(row_floats(cap, m->p.dim, m->p.format) *
+				   sizeof(float)))) {
 		free(b);
 		return NULL;
 	}
-	if (b) {
-		b->refs = 1;
-		b->cap = cap;
-	}
+	b->refs = 1;
+	b->cap = cap;
 	return b;
 }
 
