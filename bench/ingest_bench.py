@@ -39,7 +39,6 @@ import argparse
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -198,12 +197,6 @@ def measure_cell(build, d, pay, daemon_addr, sink_addr, clients, sizes,
     return best
 
 
-def free_tcp_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run(build, quick=False, rounds=3, dims=DIMS, transports=TRANSPORTS,
         clients=CLIENTS, only=None, log=sys.stderr):
     """Runs the matrix; returns {"cells": [...], ...} (see --json)."""
@@ -211,7 +204,7 @@ def run(build, quick=False, rounds=3, dims=DIMS, transports=TRANSPORTS,
     os.environ.setdefault("DRIFTD_BUILD_ROOT", build)
     sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
     sys.path.insert(0, os.path.join(ROOT, "clients", "python"))
-    from driftd_harness import Env
+    from driftd_harness import Env, free_port
 
     # Bytes per daemon measurement; --quick is a smoke run.
     bin_mb, nd_mb = (16, 4) if quick else (256, 120)
@@ -222,7 +215,7 @@ def run(build, quick=False, rounds=3, dims=DIMS, transports=TRANSPORTS,
         d = env.driftd(model_config(), log_level="warning",
                        extra_listen="max_frame = 4M\nmax_connections = 256")
         d.start()
-        sink_addr = {"tcp": f"tcp://127.0.0.1:{free_tcp_port()}",
+        sink_addr = {"tcp": f"tcp://127.0.0.1:{free_port()}",
                      "unix": "unix:" + os.path.join(tmp, "sink.sock")}
         daemon_addr = {"tcp": f"tcp://127.0.0.1:{d.port}",
                        "unix": "unix:" + d.unix_path}

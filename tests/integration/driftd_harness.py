@@ -28,11 +28,21 @@ from pgtmp import PgCluster  # noqa: E402  (path set just above)
 DRIFTD = os.path.join(BUILD_ROOT, "daemon", "driftd")
 
 
+_GIVEN_PORTS = set()
+
+
 def free_port():
-    """A TCP port free right now on 127.0.0.1 (the kernel's choice)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free right now on 127.0.0.1 (the kernel's choice), and
+    never one this process was given before: two ports bound and closed
+    one after the other can be the same one (a daemon's ingest and HTTP
+    ports then clash)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
 
 
 def model_section(name, dim, slice_by="", reference=200, window=200,
