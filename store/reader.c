@@ -22,6 +22,11 @@
 #define DEFAULT_MAX_QUEUED 64
 #define BACKOFF_MIN_US 100000
 #define BACKOFF_MAX_US 10000000
+/* pgq's own limit on a read in flight, past the read's deadline: the
+ * deadline (on_deadline) is what answers a slow read, as timed out; pgq's
+ * timer, firing in the same instant, would answer it as a lost
+ * connection instead. */
+#define PGQ_BACKSTOP_US 1000000
 #define N_PARAMS 7
 #define PARAM_LEN 24	/* an int64 in decimal, with sign */
 
@@ -201,7 +206,7 @@ static void send_next(struct rdr *r)
 	if (r->state != RD_UP || r->in_flight || !q)
 		return;
 	if (pgq_send(r->pgq, q->sql, q->nparams, q->values, NULL, NULL,
-		     r->opts.timeout_us) < 0) {
+		     r->opts.timeout_us + PGQ_BACKSTOP_US) < 0) {
 		r->state = RD_DOWN;
 		pgq_reset(r->pgq);
 		fail_req(r, q, -ECONNRESET, pgq_error(r->pgq));
